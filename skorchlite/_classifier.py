@@ -1,0 +1,868 @@
+"""TorchMLPClassifier: sklearn's MLPClassifier interface over a torch module."""
+
+import copy
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from ._device import (
+    module_device,
+    module_on_cpu,
+    resolve_device,
+    resolve_dtype,
+    seeded_torch_rng,
+    tensors_to_cpu,
+)
+from ._mlp import ACTIVATIONS, build_mlp, linear_layers
+from ._targets import TargetEncoder
+from ._training import (
+    History,
+    LearningRateSchedule,
+    Objective,
+    Trainer,
+    TrainingData,
+    dense_rows,
+    fit_lbfgs,
+)
+
+STOCHASTIC_SOLVERS = ("adam", "adamw", "sgd")
+
+
+def _supports_partial_fit(estimator):
+    if estimator.solver not in STOCHASTIC_SOLVERS:
+        raise AttributeError(
+            "partial_fit is only available for stochastic optimizers. "
+            f"{estimator.solver} is not stochastic."
+        )
+    if estimator.early_stopping:
+        raise AttributeError("partial_fit does not support early_stopping=True.")
+    if isinstance(estimator.class_weight, str):
+        raise AttributeError(
+            "partial_fit does not support class_weight='balanced', which needs "
+            "all of y at once. Compute the weights on a large enough sample with "
+            "sklearn.utils.class_weight.compute_class_weight and pass them as a "
+            "dict."
+        )
+    return True
+
+
+class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-layer perceptron classifier trained with PyTorch.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
+    same parameters, fitted attributes and behaviour, trained as a real
+    :class:`torch.nn.Module` on the CPU or a GPU. The loss follows the labels:
+    one logit with ``BCEWithLogitsLoss`` for binary targets,
+    ``CrossEntropyLoss`` for multiclass targets and per-label
+    ``BCEWithLogitsLoss`` for multilabel indicator matrices.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer. An
+        empty tuple gives a linear model (logistic/softmax regression).
+
+    activation : {"identity", "logistic", "tanh", "relu", "gelu", "silu", \
+"leaky_relu", "elu"}, default="relu"
+        Activation function of the hidden layers.
+
+    solver : {"adam", "adamw", "sgd", "lbfgs"}, default="adam"
+        ``torch.optim.Adam``, ``AdamW``, ``SGD`` or full-batch ``LBFGS`` (with a
+        strong-Wolfe line search).
+
+    alpha : float, default=0.0001
+        Strength of the L2 penalty on the weights (not the biases), divided by
+        the batch's sample-weight sum like ``MLPClassifier``'s. With
+        ``solver="adamw"`` it is AdamW's decoupled ``weight_decay`` instead.
+
+    batch_size : int or "auto", default="auto"
+        Minibatch size of the stochastic solvers; ``"auto"`` is
+        ``min(200, n_samples)``.
+
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Learning-rate schedule, as in ``MLPClassifier``. Only used when
+        ``solver="sgd"``.
+
+    learning_rate_init : float, default=0.001
+        Initial learning rate of the stochastic solvers.
+
+    power_t : float, default=0.5
+        Exponent of the ``"invscaling"`` schedule.
+
+    max_iter : int, default=200
+        Maximum number of epochs (stochastic solvers) or iterations (lbfgs).
+
+    shuffle : bool, default=True
+        Whether to shuffle the samples every epoch.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the batch order, dropout and the early
+        stopping split. An int gives identical models on the CPU. Fitting never
+        draws from the global numpy or torch random generators.
+
+    tol : float, default=1e-4
+        Training stops when the loss (or validation score) has not improved by
+        ``tol`` for ``n_iter_no_change`` consecutive epochs.
+
+    verbose : bool or int, default=False
+        Print one line per epoch to stdout (loss, and validation loss and
+        accuracy with early stopping). An int ``k > 1`` prints every ``k``
+        epochs.
+
+    warm_start : bool, default=False
+        Reuse the previous solution as the initialization of the next ``fit``.
+
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``.
+
+    nesterovs_momentum : bool, default=True
+        Whether ``solver="sgd"`` uses Nesterov's momentum (when momentum > 0).
+
+    early_stopping : bool, default=False
+        Hold out a stratified ``validation_fraction`` of the data, stop when its
+        accuracy stops improving, and restore the best weights.
+
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping.
+
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's moment decay rates.
+
+    epsilon : float, default=1e-8
+        Adam's numerical-stability term.
+
+    n_iter_no_change : int, default=10
+        Epochs without ``tol`` improvement before stopping.
+
+    max_fun : int, default=15000
+        Maximum number of loss evaluations of ``solver="lbfgs"``.
+
+    device : str or torch.device, default="auto"
+        Where to train and predict: ``"auto"`` (CUDA if available, then MPS,
+        then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+        ``torch.device``.
+
+    dtype : {"float32", "float64"} or None, default=None
+        Precision of the network. ``None`` follows ``MLPClassifier`` on the CPU
+        (float32 input trains in float32, anything else in float64) and uses
+        float32 on GPUs.
+
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation.
+
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``; see
+        :func:`sklearn.utils.compute_sample_weight`.
+
+    max_grad_norm : float or None, default=None
+        Clip the global gradient norm to this value at every step.
+
+    predict_batch_size : int, default=16384
+        Rows per forward pass in the predict methods; bounds their memory.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (``arange(n_labels)`` for multilabel targets).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` had string column names (pandas).
+    module_ : torch.nn.Sequential
+        The trained network, in eval mode.
+    coefs_ : list of ndarray
+        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out), as numpy
+        copies of the module's weights.
+    intercepts_ : list of ndarray
+        Bias vectors of the layers.
+    n_outputs_ : int
+        Number of logits (1 for binary targets).
+    out_activation_ : str
+        ``"logistic"`` (binary, multilabel) or ``"softmax"`` (multiclass).
+    n_layers_ : int
+        Number of layers, input and output included.
+    loss_ : float
+        Loss after the last epoch (L2 penalty included).
+    best_loss_ : float or None
+        Lowest training loss; None with early stopping.
+    loss_curve_ : list of float
+        Training loss after each epoch (stochastic solvers).
+    validation_scores_ : list of float or None
+        Validation accuracy after each epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        Best validation accuracy with early stopping, else None.
+    n_iter_ : int
+        Number of epochs run, summed over warm-started fits and partial_fit.
+    t_ : int
+        Number of training samples seen.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : The numpy implementation.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from skorchlite import TorchMLPClassifier
+    >>> X, y = make_moons(200, noise=0.1, random_state=0)
+    >>> clf = TorchMLPClassifier(hidden_layer_sizes=(16,), max_iter=300,
+    ...                          learning_rate_init=0.01, random_state=0)
+    >>> clf.fit(X, y).score(X, y) > 0.95
+    True
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        device="auto",
+        dtype=None,
+        dropout=0.0,
+        class_weight=None,
+        max_grad_norm=None,
+        predict_batch_size=16384,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.device = device
+        self.dtype = dtype
+        self.dropout = dropout
+        self.class_weight = class_weight
+        self.max_grad_norm = max_grad_norm
+        self.predict_batch_size = predict_batch_size
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and targets y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; sparse matrices are densified one batch at a time.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a 0/1 indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights; an integer weight equals repeating the row.
+
+        Returns
+        -------
+        self : TorchMLPClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @available_if(_supports_partial_fit)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights.
+        classes : array-like of shape (n_classes,), default=None
+            All the classes across calls; required on the first call, and
+            ``y`` need not contain all of them.
+
+        Returns
+        -------
+        self : TorchMLPClassifier
+            The updated estimator.
+        """
+        if _check_partial_fit_first_call(self, classes):
+            del self.classes_  # set again, from the target encoder, in _fit
+            return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        first_pass = not hasattr(self, "module_") or not (
+            self.warm_start or incremental
+        )
+        hidden_layer_sizes = self._hidden_layer_sizes()
+        X, y = self._validate_fit_data(X, y, first_pass, classes)
+        weights = self._training_weights(X, y, sample_weight)
+        state_before = self._snapshot(first_pass)
+        try:
+            if first_pass:
+                self._initialize(X, hidden_layer_sizes)
+            self._train(X, y, weights, incremental)
+        except BaseException:
+            self._restore(state_before)
+            raise
+        return self
+
+    def _hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if any(size <= 0 for size in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return sizes
+
+    def _validate_fit_data(self, X, y, first_pass, classes):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=first_pass,
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if first_pass:
+            self._target_encoder = TargetEncoder.from_targets(y, classes)
+            self.classes_ = self._target_encoder.classes
+            if classes is not None:
+                self._target_encoder.check_compatible(y, warm_start=False)
+        else:
+            self._target_encoder.check_compatible(y, warm_start=self.warm_start)
+        return X, y
+
+    def _training_weights(self, X, y, sample_weight):
+        """sample_weight times class_weight, or None when all rows weigh the same."""
+        if sample_weight is None and self.class_weight is None:
+            return None
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if self.class_weight is not None:
+            weights = weights * self._target_encoder.class_weights(
+                self.class_weight, y, weights
+            )
+        return weights
+
+    def _snapshot(self, first_pass):
+        """What to put back if training fails: attributes, and weights if reused."""
+        attributes = dict(vars(self))
+        if first_pass:
+            return attributes, None, None
+        optimizer = getattr(self, "_optimizer", None)
+        return (
+            attributes,
+            copy.deepcopy(self.module_.state_dict()),
+            None if optimizer is None else copy.deepcopy(optimizer.state_dict()),
+        )
+
+    def _restore(self, snapshot):
+        attributes, module_state, optimizer_state = snapshot
+        vars(self).clear()
+        vars(self).update(attributes)
+        if module_state is not None:
+            self.module_.load_state_dict(module_state)
+        if optimizer_state is not None:
+            self._optimizer.load_state_dict(optimizer_state)
+
+    def _initialize(self, X, hidden_layer_sizes):
+        encoder = self._target_encoder
+        device = resolve_device(self.device)
+        self._seed = _seed_from(self.random_state)
+        self.module_ = build_mlp(
+            X.shape[1],
+            hidden_layer_sizes,
+            encoder.n_outputs,
+            activation=self.activation,
+            dropout=self.dropout,
+            generator=torch.Generator().manual_seed(self._seed),
+            dtype=resolve_dtype(self.dtype, X.dtype, device),
+            device=device,
+        ).eval()
+        self.n_outputs_ = encoder.n_outputs
+        self.out_activation_ = encoder.out_activation
+        self.n_layers_ = len(hidden_layer_sizes) + 2
+        self._history = History()
+        if hasattr(self, "_optimizer"):
+            del self._optimizer
+
+    def _train(self, X, y, weights, incremental):
+        # Work on a copy of the history so that a failed fit leaves it untouched.
+        history = copy.deepcopy(self._history)
+        seed = self._seed + history.n_iter
+        with seeded_torch_rng(seed, module_device(self.module_)):
+            if self.solver == "lbfgs":
+                self._train_lbfgs(self._to_training_data(X, y, weights), history)
+                return
+            validation = None
+            if self.early_stopping:
+                X, X_val, y, y_val, weights, w_val = self._split_validation(
+                    X, y, weights, seed
+                )
+                validation = self._to_training_data(X_val, y_val, w_val)
+            data = self._to_training_data(X, y, weights)
+            if not incremental or not hasattr(self, "_optimizer"):
+                self._optimizer = self._make_optimizer()
+            trainer = Trainer(
+                self.module_,
+                self._optimizer,
+                self._objective(),
+                max_grad_norm=self.max_grad_norm,
+                schedule=LearningRateSchedule(
+                    self._optimizer,
+                    self.learning_rate if self.solver == "sgd" else "constant",
+                    self.learning_rate_init,
+                    self.power_t,
+                ),
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                validate=None if validation is None else self._validator(validation),
+                verbose=int(self.verbose),
+            )
+            stopped_early = trainer.run(
+                data,
+                history,
+                max_epochs=1 if incremental else self.max_iter,
+                batch_size=self._batch_size(data.n_samples),
+                shuffle=self.shuffle,
+                generator=torch.Generator().manual_seed(seed),
+            )
+        self._check_finite_weights()
+        self._publish_history(history)
+        if not incremental and not stopped_early:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                "and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+    def _train_lbfgs(self, data, history):
+        n_iter, loss = fit_lbfgs(
+            self.module_,
+            self._objective(),
+            data,
+            max_iter=self.max_iter,
+            max_fun=self.max_fun,
+            tol=self.tol,
+        )
+        self._check_finite_weights()
+        history.n_iter += n_iter
+        history.t += data.n_samples
+        history.loss = loss
+        self._history = history
+        self.n_iter_, self.t_, self.loss_ = history.n_iter, history.t, loss
+        if n_iter >= self.max_iter:
+            warnings.warn(
+                f"lbfgs failed to converge after {n_iter} iteration(s): reached "
+                "max_iter. Increase the number of iterations (max_iter) or scale "
+                "the data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+    def _split_validation(self, X, y, weights, seed):
+        """Hold out ``validation_fraction`` of the rows (at least 2), stratified
+        when every class can appear on both sides."""
+        n_samples = X.shape[0]
+        n_val = max(math.ceil(self.validation_fraction * n_samples), 2)
+        if n_samples - n_val < 1:
+            raise ValueError(
+                f"The validation set is too small: early_stopping needs at least 3 "
+                f"samples, got {n_samples}. Increase the size of your dataset or "
+                "set early_stopping=False."
+            )
+        stratify = None
+        if self._target_encoder.target_type != "multilabel-indicator":
+            counts = np.unique(y, return_counts=True)[1]
+            if counts.min() >= 2 and min(n_val, n_samples - n_val) >= len(counts):
+                stratify = y
+        arrays = (X, y) if weights is None else (X, y, weights)
+        split = train_test_split(
+            *arrays, test_size=n_val, random_state=seed % 2**32, stratify=stratify
+        )
+        return split if weights is not None else (*split, None, None)
+
+    def _to_training_data(self, X, y, weights):
+        device = module_device(self.module_)
+        dtype = self.module_[0].weight.dtype
+        if not sp.issparse(X):
+            X = _as_tensor(X, dtype, device)
+        return TrainingData(
+            X=X,
+            y=self._target_encoder.encode(y, dtype).to(device),
+            sample_weight=None
+            if weights is None
+            else _as_tensor(weights, dtype, device),
+            device=device,
+            dtype=dtype,
+        )
+
+    def _make_optimizer(self):
+        params = self.module_.parameters()
+        lr = self.learning_rate_init
+        fused = module_device(self.module_).type in {"cpu", "cuda"}
+        if self.solver == "sgd":
+            return torch.optim.SGD(
+                params,
+                lr=lr,
+                momentum=self.momentum,
+                nesterov=self.nesterovs_momentum and self.momentum > 0,
+            )
+        betas = (self.beta_1, self.beta_2)
+        if self.solver == "adamw":
+            decay = [{"params": self._penalized_weights(), "weight_decay": self.alpha}]
+            biases = [layer.bias for layer in linear_layers(self.module_)]
+            return torch.optim.AdamW(
+                [*decay, {"params": biases, "weight_decay": 0.0}],
+                lr=lr,
+                betas=betas,
+                eps=self.epsilon,
+                fused=fused,
+            )
+        return torch.optim.Adam(
+            params, lr=lr, betas=betas, eps=self.epsilon, fused=fused
+        )
+
+    def _penalized_weights(self):
+        return [layer.weight for layer in linear_layers(self.module_)]
+
+    def _per_sample_loss(self):
+        encoder = self._target_encoder
+        loss_fn = encoder.loss_function()
+        return lambda logits, targets: encoder.per_sample_loss(loss_fn, logits, targets)
+
+    def _objective(self):
+        # AdamW applies alpha as decoupled weight decay instead of an L2 term.
+        alpha = 0.0 if self.solver == "adamw" else self.alpha
+        return Objective(self._per_sample_loss(), self._penalized_weights(), alpha)
+
+    def _validator(self, validation):
+        """Validation (loss, accuracy) of the current module, for early stopping."""
+        per_sample_loss = self._per_sample_loss()
+        encoder = self._target_encoder
+
+        def validate():
+            with torch.inference_mode():
+                self.module_.eval()
+                logits = self.module_(_dense(validation))
+                self.module_.train()
+                losses = per_sample_loss(logits, validation.y)
+                if encoder.target_type == "multiclass":
+                    correct = logits.argmax(dim=1) == validation.y
+                else:
+                    correct = ((logits > 0) == (validation.y > 0.5)).all(dim=1)
+                w = validation.sample_weight
+                if w is None:
+                    return losses.mean().item(), correct.double().mean().item()
+                return (
+                    ((losses * w).sum() / w.sum()).item(),
+                    ((correct * w).sum() / w.sum()).item(),
+                )
+
+        return validate
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is "
+                "going to be clipped",
+                stacklevel=2,
+            )
+        return min(self.batch_size, n_samples)
+
+    def _check_finite_weights(self):
+        if not all(torch.isfinite(p).all() for p in self.module_.parameters()):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may "
+                "contain large values and need to be preprocessed; or lower "
+                "learning_rate_init."
+            )
+
+    def _publish_history(self, history):
+        self._history = history
+        self.n_iter_ = history.n_iter
+        self.t_ = history.t
+        self.loss_ = history.loss
+        self.loss_curve_ = list(history.loss_curve)
+        if self.early_stopping:
+            self.validation_scores_ = list(history.validation_scores)
+            self.best_validation_score_ = history.best_validation_score
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = history.best_loss
+
+    # -------------------------------------------------------------- predict
+
+    def _logits(self, X):
+        """float64 logits of shape (n_samples, n_outputs_), computed batch-wise."""
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        device = module_device(self.module_)
+        dtype = self.module_[0].weight.dtype
+        logits = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
+        step = self.predict_batch_size
+        with torch.inference_mode():
+            for start in range(0, X.shape[0], step):
+                rows = X[start : start + step]
+                if sp.issparse(rows):
+                    batch = dense_rows(rows, dtype, device)
+                else:
+                    batch = _as_tensor(rows, dtype, device)
+                logits[start : start + step] = self.module_(batch).cpu().numpy()
+        return logits
+
+    def decision_function(self, X):
+        """Logits of the network.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        logits : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            One logit per sample for binary targets (positive means
+            ``classes_[1]``), one per class or label otherwise.
+        """
+        check_is_fitted(self)
+        return self._target_encoder.decision(self._logits(X))
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``, or a 0/1 matrix for multilabel targets.
+        """
+        check_is_fitted(self)
+        return self._target_encoder.decode(self._logits(X))
+
+    def predict_proba(self, X):
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``; rows sum to one except
+            for multilabel targets, where each column is one label's probability.
+        """
+        check_is_fitted(self)
+        return self._target_encoder.proba(self._logits(X))
+
+    def predict_log_proba(self, X):
+        """Logarithm of the probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            ``log(predict_proba(X))``, like ``MLPClassifier``'s (so ``-inf``
+            where a probability underflows to zero).
+        """
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    # --------------------------------------------------- derived attributes
+
+    @property
+    def coefs_(self):
+        """Weight matrices of shape (fan_in, fan_out), as numpy copies."""
+        return [
+            layer.weight.detach().cpu().numpy().T.copy()
+            for layer in linear_layers(self.module_)
+        ]
+
+    @property
+    def intercepts_(self):
+        """Bias vectors of the layers, as numpy copies."""
+        return [
+            layer.bias.detach().cpu().numpy().copy()
+            for layer in linear_layers(self.module_)
+        ]
+
+    # ------------------------------------------------------------ pickling
+
+    def __getstate__(self):
+        # Tensors are pickled on the CPU so that a GPU-trained model loads
+        # anywhere; the optimizer travels as its state_dict and is rebuilt.
+        state = super().__getstate__()
+        if "module_" in state:
+            state["module_"] = module_on_cpu(state["module_"])
+        if "_optimizer" in state:
+            state["_optimizer"] = tensors_to_cpu(state["_optimizer"].state_dict())
+        return state
+
+    def __setstate__(self, state):
+        optimizer_state = state.pop("_optimizer", None)
+        super().__setstate__(state)
+        if "module_" not in state:
+            return
+        self._move_to_available_device()
+        if optimizer_state is not None:
+            self._optimizer = self._make_optimizer()
+            self._optimizer.load_state_dict(optimizer_state)
+
+    def _move_to_available_device(self):
+        """After unpickling, go to ``device`` if available, else stay on the CPU."""
+        try:
+            device = resolve_device(self.device)
+        except ValueError as exc:
+            warnings.warn(
+                f"{exc} The unpickled model stays on the CPU.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        self.module_.to(device)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+def _seed_from(random_state):
+    """An int seed from ``random_state``, drawing from no global generator."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    if isinstance(random_state, Integral):
+        return int(random_state)
+    return int(random_state.randint(np.iinfo(np.int32).max))
+
+
+def _as_tensor(array, dtype, device):
+    # np.require copies read-only arrays, which torch.from_numpy would warn about.
+    array = np.require(array, requirements=["W"])
+    return torch.from_numpy(array).to(device=device, dtype=dtype)
+
+
+def _dense(data):
+    if data.is_sparse:
+        return dense_rows(data.X, data.dtype, data.device)
+    return data.X

@@ -1,0 +1,136 @@
+"""Device and dtype policy: where the module lives and in which precision."""
+
+import contextlib
+import copy
+
+import numpy as np
+import torch
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into an available :class:`torch.device`.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` picks CUDA if available, then MPS, then the CPU. Anything else
+        is parsed by :class:`torch.device` and must be present on this machine.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If the string is not a device or the device is not available.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid torch device. Use 'auto', 'cpu', "
+            "'cuda', 'cuda:N', 'mps' or a torch.device."
+        ) from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available on "
+                "this machine (torch.cuda.is_available() is False). Use "
+                "device='cpu' or device='auto'."
+            )
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r} was requested but this machine has only "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            "device='mps' was requested but MPS is not available on this machine. "
+            "Use device='cpu' or device='auto'."
+        )
+    if device.type not in {"cpu", "cuda", "mps"}:
+        raise ValueError(
+            f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda' "
+            "or 'mps'."
+        )
+    return device
+
+
+def resolve_dtype(dtype, X_dtype, device):
+    """Choose the torch floating dtype of the module.
+
+    ``dtype=None`` follows ``MLPClassifier`` on the CPU (float32 input trains in
+    float32, anything else in float64) and uses float32 on accelerators, where
+    float64 is slow (CUDA) or missing (MPS).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resolve_dtype(None, np.dtype("float64"), torch.device("cpu"))
+    torch.float64
+    >>> resolve_dtype("float32", np.dtype("float64"), torch.device("cpu"))
+    torch.float32
+    """
+    if dtype is None:
+        if device.type == "cpu" and X_dtype != np.float32:
+            return torch.float64
+        return torch.float32
+    if dtype == "float64" and device.type == "mps":
+        raise ValueError(
+            "dtype='float64' is not supported on MPS devices; use dtype='float32'."
+        )
+    return getattr(torch, dtype)
+
+
+def module_device(module):
+    """The device that holds ``module``'s parameters."""
+    return next(module.parameters()).device
+
+
+def module_on_cpu(module):
+    """``module`` itself if it lives on the CPU, else a CPU copy of it."""
+    if module_device(module).type == "cpu":
+        return module
+    return copy.deepcopy(module).to("cpu")
+
+
+def tensors_to_cpu(obj):
+    """Recursively move the tensors inside dicts/lists (a state_dict) to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu")
+    if isinstance(obj, dict):
+        return {key: tensors_to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(tensors_to_cpu(value) for value in obj)
+    return obj
+
+
+@contextlib.contextmanager
+def seeded_torch_rng(seed, device):
+    """Seed torch's global RNG (used by dropout) inside, restore it on exit.
+
+    This keeps fits reproducible without perturbing the user's own torch RNG.
+    """
+    if device.type == "cpu":
+        fork = torch.random.fork_rng(devices=[])
+    else:
+        fork = torch.random.fork_rng(
+            devices=[device.index or 0], device_type=device.type
+        )
+    with fork:
+        torch.manual_seed(seed)
+        yield

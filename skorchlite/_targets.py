@@ -1,0 +1,182 @@
+"""The target policy: label type -> network outputs, loss, probabilities, labels.
+
+================  =======  ==========================  ======================
+target            outputs  loss                        probabilities
+================  =======  ==========================  ======================
+binary            1        BCEWithLogitsLoss           ``[1 - p, p]``
+multiclass (K>2)  K        CrossEntropyLoss            softmax
+multilabel (K)    K        BCEWithLogitsLoss per label sigmoid per label
+================  =======  ==========================  ======================
+"""
+
+import numpy as np
+import torch
+from scipy.special import expit, softmax
+from sklearn.utils import compute_sample_weight
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import (
+    check_classification_targets,
+    type_of_target,
+    unique_labels,
+)
+from torch import nn
+
+SUPPORTED_TARGETS = ("binary", "multiclass", "multilabel-indicator")
+
+
+class TargetEncoder:
+    """Map user labels to network targets and network logits back to labels.
+
+    Parameters
+    ----------
+    classes : ndarray
+        The sorted class labels (for multilabel targets, ``arange(n_labels)``).
+    target_type : {"binary", "multiclass", "multilabel-indicator"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> encoder = TargetEncoder.from_targets(np.array(["no", "yes", "no"]))
+    >>> encoder.target_type, encoder.n_outputs, encoder.out_activation
+    ('binary', 1, 'logistic')
+    >>> encoder.decode(np.array([[-2.0], [3.0]]))
+    array(['no', 'yes'], dtype='<U3')
+    """
+
+    def __init__(self, classes, target_type):
+        self.classes = classes
+        self.target_type = target_type
+
+    @classmethod
+    def from_targets(cls, y, classes=None):
+        """Infer the target type from ``y`` (and ``classes`` in partial_fit)."""
+        target_type = check_target_type(y)
+        if target_type == "multilabel-indicator":
+            return cls(np.arange(y.shape[1]), target_type)
+        classes = unique_labels(y) if classes is None else unique_labels(classes)
+        if len(classes) < 2:
+            raise ValueError(
+                "The number of classes has to be greater than one; got "
+                f"{len(classes)} class: {classes[0]!r}. A classifier needs samples "
+                "of at least 2 classes in the data."
+            )
+        target_type = "binary" if len(classes) == 2 else "multiclass"
+        return cls(classes, target_type)
+
+    @property
+    def n_outputs(self):
+        return 1 if self.target_type == "binary" else len(self.classes)
+
+    @property
+    def out_activation(self):
+        return "softmax" if self.target_type == "multiclass" else "logistic"
+
+    def check_compatible(self, y, warm_start):
+        """Raise if ``y`` brings labels this (already fitted) encoder does not know."""
+        if self.target_type == "multilabel-indicator":
+            if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(
+                self.classes
+            ):
+                raise ValueError(
+                    f"y must be a multilabel indicator matrix with {len(self.classes)} "
+                    "columns, like the y of the previous call."
+                )
+            return
+        classes = unique_labels(y)
+        if warm_start and set(classes) != set(self.classes):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in "
+                f"the previous call to fit. Previously got {self.classes}, `y` has "
+                f"{classes}"
+            )
+        if len(np.setdiff1d(classes, self.classes, assume_unique=True)):
+            raise ValueError(
+                f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                f"{self.classes}. 'y' has {classes}."
+            )
+
+    def class_weights(self, class_weight, y, sample_weight):
+        """Per-sample weight of each row's class, for ``class_weight``.
+
+        "balanced" counts the classes with ``sample_weight``, so that integer
+        weights and repeated rows give the same class weights. Multilabel
+        targets use :func:`sklearn.utils.compute_sample_weight`.
+        """
+        if self.target_type == "multilabel-indicator":
+            return compute_sample_weight(class_weight, y)
+        if isinstance(class_weight, dict):
+            unknown = set(class_weight) - set(self.classes.tolist())
+            if unknown:
+                raise ValueError(
+                    f"class_weight has labels {sorted(unknown, key=str)} that are not "
+                    f"classes of y ({self.classes})."
+                )
+        with np.errstate(divide="ignore"):
+            per_class = compute_class_weight(
+                class_weight, classes=self.classes, y=y, sample_weight=sample_weight
+            )
+        # A class whose rows all weigh zero gets an infinite "balanced" weight;
+        # its rows contribute nothing either way.
+        per_class[~np.isfinite(per_class)] = 0.0
+        return per_class[np.searchsorted(self.classes, y)]
+
+    def loss_function(self):
+        """The torch loss, unreduced, for this target type."""
+        if self.target_type == "multiclass":
+            return nn.CrossEntropyLoss(reduction="none")
+        return nn.BCEWithLogitsLoss(reduction="none")
+
+    def encode(self, y, dtype):
+        """Targets as a tensor the loss accepts: indices or 0/1 floats."""
+        if self.target_type == "multilabel-indicator":
+            return torch.as_tensor(np.asarray(y), dtype=dtype)
+        indices = np.searchsorted(self.classes, y)
+        if self.target_type == "multiclass":
+            return torch.as_tensor(indices, dtype=torch.int64)
+        return torch.as_tensor(indices, dtype=dtype).reshape(-1, 1)
+
+    def per_sample_loss(self, loss_fn, logits, targets):
+        """Loss of each sample: per-label losses are summed, like MLPClassifier."""
+        loss = loss_fn(logits, targets)
+        return loss if loss.ndim == 1 else loss.sum(dim=1)
+
+    def predict_indices(self, logits):
+        """Predicted class indices (or the 0/1 matrix for multilabel)."""
+        if self.target_type == "multiclass":
+            return logits.argmax(axis=1)
+        if self.target_type == "binary":
+            return (logits[:, 0] > 0).astype(np.intp)
+        return (logits > 0).astype(int)
+
+    def decode(self, logits):
+        """Predicted labels in the user's own label values."""
+        indices = self.predict_indices(logits)
+        if self.target_type == "multilabel-indicator":
+            return indices
+        return self.classes[indices]
+
+    def proba(self, logits):
+        """Probabilities from float64 logits, shape (n, n_classes)."""
+        if self.target_type == "multiclass":
+            return softmax(logits, axis=1)
+        if self.target_type == "binary":
+            # expit(-z) rather than 1 - expit(z) keeps small probabilities exact.
+            z = logits[:, 0]
+            return np.column_stack([expit(-z), expit(z)])
+        return expit(logits)
+
+    def decision(self, logits):
+        """Decision values: (n,) for binary, (n, K) otherwise."""
+        return logits[:, 0] if self.target_type == "binary" else logits
+
+
+def check_target_type(y):
+    """Return the target type or raise sklearn's error for unsupported targets."""
+    check_classification_targets(y)
+    target_type = type_of_target(y, input_name="y")
+    if target_type not in SUPPORTED_TARGETS:
+        raise ValueError(
+            f"Target type {target_type!r} is not supported: y must be binary, "
+            "multiclass, or a multilabel indicator matrix of 0/1 values."
+        )
+    return target_type

@@ -1,0 +1,362 @@
+"""The training loop: batching, optimizer steps, stopping rules and history.
+
+Nothing here knows about scikit-learn; the estimator hands in tensors, a module,
+an optimizer and a per-sample loss, and reads the :class:`History` back.
+"""
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class History:
+    """What the loop learned so far; it carries over warm starts and partial_fit."""
+
+    n_iter: int = 0
+    t: int = 0
+    loss: float | None = None
+    loss_curve: list = field(default_factory=list)
+    validation_scores: list = field(default_factory=list)
+    best_loss: float = math.inf
+    best_validation_score: float = -math.inf
+    no_improvement_count: int = 0
+
+
+@dataclass
+class TrainingData:
+    """Training rows: a dense tensor on the device, or a scipy CSR matrix.
+
+    Sparse rows are densified one batch at a time and moved to the device, so
+    the dense matrix never exists as a whole.
+    """
+
+    X: object
+    y: torch.Tensor
+    sample_weight: torch.Tensor | None
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
+
+    @property
+    def is_sparse(self):
+        return not isinstance(self.X, torch.Tensor)
+
+    def epoch_batches(self, batch_size, permutation):
+        """Yield ``(X, y, sample_weight)`` batches in the order of ``permutation``."""
+        X, y, w = self.X, self.y, self.sample_weight
+        if permutation is not None:
+            on_device = permutation.to(self.device, non_blocking=True)
+            y = y[on_device]
+            w = None if w is None else w[on_device]
+            if not self.is_sparse:
+                X = X[on_device]
+        for start in range(0, self.n_samples, batch_size):
+            stop = start + batch_size
+            if self.is_sparse:
+                rows = (
+                    slice(start, stop)
+                    if permutation is None
+                    else permutation[start:stop].numpy()
+                )
+                X_batch = dense_rows(X[rows], self.dtype, self.device)
+            else:
+                X_batch = X[start:stop]
+            yield X_batch, y[start:stop], None if w is None else w[start:stop]
+
+
+def dense_rows(X_sparse_rows, dtype, device):
+    """A dense tensor on ``device`` from a few rows of a scipy sparse matrix."""
+    dense = torch.from_numpy(X_sparse_rows.toarray())
+    return dense.to(device=device, dtype=dtype, non_blocking=True)
+
+
+class LearningRateSchedule:
+    """MLPClassifier's ``learning_rate`` policies, driving the optimizer's lr.
+
+    ``"constant"`` keeps it; ``"invscaling"`` sets ``lr_init / (t + 1) ** power_t``
+    after each epoch (``t`` = samples seen); ``"adaptive"`` divides it by 5 when
+    the loss plateaus and stops once it falls below 1e-6.
+    """
+
+    def __init__(self, optimizer, policy, learning_rate_init, power_t):
+        self.optimizer = optimizer
+        self.policy = policy
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _set(self, learning_rate):
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+    def epoch_end(self, samples_seen):
+        if self.policy == "invscaling":
+            self._set(self.learning_rate_init / (samples_seen + 1) ** self.power_t)
+
+    def on_plateau(self):
+        """Return True if training should stop, else lower the rate and go on."""
+        if self.policy != "adaptive" or self.learning_rate <= 1e-6:
+            return True
+        self._set(self.learning_rate / 5.0)
+        return False
+
+
+class Objective:
+    """Weighted mean of per-sample losses plus MLPClassifier's L2 penalty.
+
+    ``sum(w * loss) / sum(w) + 0.5 * alpha * ||W||^2 / sum(w)``, so that an
+    integer sample weight is the same as repeating the row.
+
+    Parameters
+    ----------
+    per_sample_loss : callable
+        ``per_sample_loss(logits, targets) -> tensor of shape (n,)``.
+    penalized_weights : list of torch.Tensor
+        The weights under the L2 penalty (the biases are not penalized).
+    alpha : float
+    """
+
+    def __init__(self, per_sample_loss, penalized_weights, alpha):
+        self.per_sample_loss = per_sample_loss
+        self.penalized_weights = penalized_weights
+        self.alpha = alpha
+
+    def __call__(self, logits, y, w):
+        losses = self.per_sample_loss(logits, y)
+        n_rows = losses.new_tensor(len(losses))
+        if w is None:
+            loss, weight_sum = losses.mean(), n_rows
+        else:
+            # A batch whose weights are all zero falls back to its row count, so
+            # the L2 term stays bounded without a host sync to skip the batch.
+            weight_sum = w.sum()
+            weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
+            loss = (losses * w).sum() / weight_sum
+        if self.alpha:
+            squared_norm = sum(
+                weight.square().sum() for weight in self.penalized_weights
+            )
+            loss = loss + 0.5 * self.alpha * squared_norm / weight_sum
+        return loss
+
+
+class Trainer:
+    """Run epochs of minibatch training on a module.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    optimizer : torch.optim.Optimizer
+    objective : Objective
+    max_grad_norm : float or None
+        Clip the global gradient norm to this value.
+    schedule : LearningRateSchedule
+    tol, n_iter_no_change : float, int
+        Stop when the loss (or validation score) has not improved by ``tol``
+        for more than ``n_iter_no_change`` epochs.
+    validate : callable or None
+        ``validate() -> (val_loss, val_score)``; when given, the stopping rule
+        watches the validation score and the best weights are restored at the end.
+    verbose : int
+        Print one line every ``verbose`` epochs (0: silent).
+    """
+
+    def __init__(
+        self,
+        module,
+        optimizer,
+        objective,
+        *,
+        max_grad_norm,
+        schedule,
+        tol,
+        n_iter_no_change,
+        validate=None,
+        verbose=0,
+    ):
+        self.module = module
+        self.optimizer = optimizer
+        self.objective = objective
+        self.max_grad_norm = max_grad_norm
+        self.schedule = schedule
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.validate = validate
+        self.verbose = verbose
+
+    def _epoch(self, data, batch_size, permutation):
+        """One pass over the data; returns the mean loss as a device tensor."""
+        total = torch.zeros((), dtype=data.dtype, device=data.device)
+        for X, y, w in data.epoch_batches(batch_size, permutation):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.objective(self.module(X), y, w)
+            loss.backward()
+            if self.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(
+                    self.module.parameters(), self.max_grad_norm
+                )
+            self.optimizer.step()
+            total += loss.detach() * len(X)
+        return total / data.n_samples
+
+    def run(self, data, history, *, max_epochs, batch_size, shuffle, generator):
+        """Train for up to ``max_epochs`` epochs, updating ``history`` in place.
+
+        Returns
+        -------
+        stopped_early : bool
+            True if a stopping rule ended training before ``max_epochs``.
+        """
+        best_state = None
+        stopped_early = False
+        self.module.train()
+        try:
+            for _ in range(max_epochs):
+                started = time.perf_counter()
+                permutation = (
+                    torch.randperm(data.n_samples, generator=generator)
+                    if shuffle
+                    else None
+                )
+                loss = self._epoch(data, batch_size, permutation).item()
+                history.n_iter += 1
+                history.t += data.n_samples
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"Training diverged at epoch {history.n_iter}: the loss "
+                        f"became {loss}. Lower learning_rate_init (it is "
+                        f"{self.schedule.learning_rate_init}), set max_grad_norm to "
+                        "clip gradients, or scale X (e.g. with StandardScaler)."
+                    )
+                history.loss = loss
+                history.loss_curve.append(loss)
+                validation = None
+                if self.validate is not None:
+                    validation = self.validate()
+                    if self._record_validation(history, validation[1]):
+                        best_state = _copy_state(self.module)
+                else:
+                    self._record_loss(history, loss)
+                self._log(history, loss, validation, time.perf_counter() - started)
+                self.schedule.epoch_end(history.t)
+                if history.no_improvement_count > self.n_iter_no_change:
+                    self._say_plateau()
+                    if self.schedule.on_plateau():
+                        stopped_early = True
+                        break
+                    history.no_improvement_count = 0
+        except KeyboardInterrupt:
+            warnings.warn(
+                "Training interrupted by user; keeping the weights reached so far.",
+                UserWarning,
+                stacklevel=3,
+            )
+            stopped_early = True
+        finally:
+            self.module.eval()
+        if best_state is not None:
+            self.module.load_state_dict(best_state)
+        return stopped_early
+
+    def _record_loss(self, history, loss):
+        if loss > history.best_loss - self.tol:
+            history.no_improvement_count += 1
+        else:
+            history.no_improvement_count = 0
+        history.best_loss = min(history.best_loss, loss)
+
+    def _record_validation(self, history, score):
+        """Track the validation score; True if it is the best so far."""
+        history.validation_scores.append(score)
+        if score < history.best_validation_score + self.tol:
+            history.no_improvement_count += 1
+        else:
+            history.no_improvement_count = 0
+        if score >= history.best_validation_score:
+            history.best_validation_score = score
+            return True
+        return False
+
+    def _log(self, history, loss, validation, seconds):
+        if not self.verbose or (history.n_iter % self.verbose and history.n_iter != 1):
+            return
+        line = f"Epoch {history.n_iter} | loss {loss:.4f}"
+        if validation is not None:
+            line += f" | val loss {validation[0]:.4f} | val acc {validation[1]:.4f}"
+        print(f"{line} | {seconds:.3f}s", flush=True)
+
+    def _say_plateau(self):
+        if not self.verbose:
+            return
+        watched = "Validation score" if self.validate else "Training loss"
+        action = (
+            "Stopping."
+            if self.schedule.policy != "adaptive" or self.schedule.learning_rate <= 1e-6
+            else f"Setting learning rate to {self.schedule.learning_rate / 5:f}."
+        )
+        print(
+            f"{watched} did not improve more than tol={self.tol} for "
+            f"{self.n_iter_no_change} consecutive epochs. {action}",
+            flush=True,
+        )
+
+
+def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
+    """Full-batch L-BFGS with a strong-Wolfe line search, like scipy's L-BFGS-B.
+
+    Returns
+    -------
+    n_iter : int
+    loss : float
+    """
+    X = dense_rows(data.X, data.dtype, data.device) if data.is_sparse else data.X
+    parameters = list(module.parameters())
+    optimizer = torch.optim.LBFGS(
+        parameters,
+        lr=1.0,
+        max_iter=max_iter,
+        max_eval=max_fun,
+        tolerance_grad=tol,
+        tolerance_change=np.finfo(np.float64).eps * 1e7,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective(module(X), data.y, data.sample_weight)
+        loss.backward()
+        return loss
+
+    module.train()
+    try:
+        optimizer.step(closure)
+    finally:
+        module.eval()
+    with torch.no_grad():
+        loss = objective(module(X), data.y, data.sample_weight).item()
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"L-BFGS diverged: the loss became {loss}. Scale X (e.g. with "
+            "StandardScaler) or increase alpha."
+        )
+    return optimizer.state[parameters[0]].get("n_iter", 0), loss
+
+
+def _copy_state(module):
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}
