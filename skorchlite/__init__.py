@@ -1,7 +1,8 @@
 """skorchlite: scikit-learn's MLPClassifier, trained as a real torch.nn.Module."""
 
 from ._classifier import TorchMLPClassifier
+from ._onnx import export_onnx
 
 __version__ = "0.1.0"
 
-__all__ = ["TorchMLPClassifier", "__version__"]
+__all__ = ["TorchMLPClassifier", "__version__", "export_onnx"]
