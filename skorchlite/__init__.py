@@ -2,7 +2,14 @@
 
 from ._classifier import TorchMLPClassifier
 from ._onnx import export_onnx
+from .plotting import LossCurveDisplay, plot_decision_boundaries
 
 __version__ = "0.1.0"
 
-__all__ = ["TorchMLPClassifier", "__version__", "export_onnx"]
+__all__ = [
+    "LossCurveDisplay",
+    "TorchMLPClassifier",
+    "__version__",
+    "export_onnx",
+    "plot_decision_boundaries",
+]
