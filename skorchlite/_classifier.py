@@ -22,12 +22,14 @@ from sklearn.utils.validation import (
 )
 
 from ._device import (
+    cpu_threads_for,
     module_device,
     module_on_cpu,
     resolve_device,
     resolve_dtype,
     seeded_torch_rng,
     tensors_to_cpu,
+    torch_threads,
 )
 from ._mlp import ACTIVATIONS, build_mlp, linear_layers
 from ._targets import TargetEncoder
@@ -387,10 +389,12 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             self.warm_start or incremental
         )
         hidden_layer_sizes = self._hidden_layer_sizes()
-        X, y = self._validate_fit_data(X, y, first_pass, classes)
-        weights = self._training_weights(X, y, sample_weight)
+        # Snapshot before validation, which already sets fitted attributes
+        # (n_features_in_, classes_, ...): a failed fit must not leave them.
         state_before = self._snapshot(first_pass)
         try:
+            X, y = self._validate_fit_data(X, y, first_pass, classes)
+            weights = self._training_weights(X, y, sample_weight)
             if first_pass:
                 self._initialize(X, hidden_layer_sizes)
             self._train(X, y, weights, incremental)
@@ -486,43 +490,56 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         # Work on a copy of the history so that a failed fit leaves it untouched.
         history = copy.deepcopy(self._history)
         seed = self._seed + history.n_iter
-        with seeded_torch_rng(seed, module_device(self.module_)):
+        device = module_device(self.module_)
+        threads = cpu_threads_for(
+            self.module_, self._batch_size(X.shape[0]), backward=True
+        )
+        with seeded_torch_rng(seed, device), torch_threads(threads):
             if self.solver == "lbfgs":
                 self._train_lbfgs(self._to_training_data(X, y, weights), history)
-                return
-            validation = None
-            if self.early_stopping:
-                X, X_val, y, y_val, weights, w_val = self._split_validation(
-                    X, y, weights, seed
-                )
-                validation = self._to_training_data(X_val, y_val, w_val)
-            data = self._to_training_data(X, y, weights)
-            if not incremental or not hasattr(self, "_optimizer"):
-                self._optimizer = self._make_optimizer()
-            trainer = Trainer(
-                self.module_,
+            else:
+                self._train_stochastic(X, y, weights, incremental, history, seed)
+
+    def _train_stochastic(self, X, y, weights, incremental, history, seed):
+        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is "
+                "going to be clipped",
+                stacklevel=3,
+            )
+        validation = None
+        if self.early_stopping:
+            X, X_val, y, y_val, weights, w_val = self._split_validation(
+                X, y, weights, seed
+            )
+            validation = self._to_training_data(X_val, y_val, w_val)
+        data = self._to_training_data(X, y, weights)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = self._make_optimizer()
+        trainer = Trainer(
+            self.module_,
+            self._optimizer,
+            self._objective(),
+            max_grad_norm=self.max_grad_norm,
+            schedule=LearningRateSchedule(
                 self._optimizer,
-                self._objective(),
-                max_grad_norm=self.max_grad_norm,
-                schedule=LearningRateSchedule(
-                    self._optimizer,
-                    self.learning_rate if self.solver == "sgd" else "constant",
-                    self.learning_rate_init,
-                    self.power_t,
-                ),
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                validate=None if validation is None else self._validator(validation),
-                verbose=int(self.verbose),
-            )
-            stopped_early = trainer.run(
-                data,
-                history,
-                max_epochs=1 if incremental else self.max_iter,
-                batch_size=self._batch_size(data.n_samples),
-                shuffle=self.shuffle,
-                generator=torch.Generator().manual_seed(seed),
-            )
+                self.learning_rate if self.solver == "sgd" else "constant",
+                self.learning_rate_init,
+                self.power_t,
+            ),
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            validate=None if validation is None else self._validator(validation),
+            verbose=int(self.verbose),
+        )
+        stopped_early = trainer.run(
+            data,
+            history,
+            max_epochs=1 if incremental else self.max_iter,
+            batch_size=self._batch_size(data.n_samples),
+            shuffle=self.shuffle,
+            generator=torch.Generator().manual_seed(seed),
+        )
         self._check_finite_weights()
         self._publish_history(history)
         if not incremental and not stopped_early:
@@ -530,7 +547,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                 "and the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
 
     def _train_lbfgs(self, data, history):
@@ -623,19 +640,16 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def _penalized_weights(self):
         return [layer.weight for layer in linear_layers(self.module_)]
 
-    def _per_sample_loss(self):
-        encoder = self._target_encoder
-        loss_fn = encoder.loss_function()
-        return lambda logits, targets: encoder.per_sample_loss(loss_fn, logits, targets)
-
     def _objective(self):
         # AdamW applies alpha as decoupled weight decay instead of an L2 term.
         alpha = 0.0 if self.solver == "adamw" else self.alpha
-        return Objective(self._per_sample_loss(), self._penalized_weights(), alpha)
+        return Objective(
+            self._target_encoder.loss_function(), self._penalized_weights(), alpha
+        )
 
     def _validator(self, validation):
         """Validation (loss, accuracy) of the current module, for early stopping."""
-        per_sample_loss = self._per_sample_loss()
+        per_sample_loss = self._objective().per_sample
         encoder = self._target_encoder
 
         def validate():
@@ -659,14 +673,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         return validate
 
     def _batch_size(self, n_samples):
+        if self.solver == "lbfgs":
+            return n_samples
         if self.batch_size == "auto":
             return min(200, n_samples)
-        if self.batch_size > n_samples:
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped",
-                stacklevel=2,
-            )
         return min(self.batch_size, n_samples)
 
     def _check_finite_weights(self):
@@ -709,7 +719,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         dtype = self.module_[0].weight.dtype
         logits = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
         step = self.predict_batch_size
-        with torch.inference_mode():
+        threads = cpu_threads_for(self.module_, min(step, X.shape[0]), backward=False)
+        with torch.inference_mode(), torch_threads(threads):
             for start in range(0, X.shape[0], step):
                 rows = X[start : start + step]
                 if sp.issparse(rows):
@@ -810,7 +821,9 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def __getstate__(self):
         # Tensors are pickled on the CPU so that a GPU-trained model loads
         # anywhere; the optimizer travels as its state_dict and is rebuilt.
-        state = super().__getstate__()
+        # object.__getstate__ returns the live __dict__ itself: copy it, or the
+        # replacements below would corrupt the estimator being pickled.
+        state = dict(super().__getstate__())
         if "module_" in state:
             state["module_"] = module_on_cpu(state["module_"])
         if "_optimizer" in state:
@@ -833,7 +846,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             device = resolve_device(self.device)
         except ValueError as exc:
             warnings.warn(
-                f"{exc} The unpickled model stays on the CPU.",
+                f"{exc} The loaded model stays on the CPU.",
                 UserWarning,
                 stacklevel=3,
             )

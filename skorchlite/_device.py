@@ -134,3 +134,41 @@ def seeded_torch_rng(seed, device):
     with fork:
         torch.manual_seed(seed)
         yield
+
+
+# Below this many floating-point operations per step, extra CPU threads cost
+# more in synchronization than they save (and oversubscribe the cores when
+# several fits run at once, e.g. GridSearchCV(n_jobs=-1)).
+SINGLE_THREAD_MAX_FLOPS = 50_000_000
+
+
+def cpu_threads_for(module, batch_rows, backward):
+    """The number of torch CPU threads worth using for batches of ``batch_rows``.
+
+    Small networks run on one thread; larger ones use ``torch.get_num_threads()``
+    (which ``torch.set_num_threads``, ``OMP_NUM_THREADS`` and joblib's workers
+    control).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> cpu_threads_for(nn.Sequential(nn.Linear(2, 100), nn.Linear(100, 1)), 200, True)
+    1
+    """
+    n_weights = sum(p.numel() for p in module.parameters() if p.ndim == 2)
+    flops = (6 if backward else 2) * batch_rows * n_weights
+    return 1 if flops < SINGLE_THREAD_MAX_FLOPS else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``n_threads`` torch CPU threads, then restore the setting."""
+    previous = torch.get_num_threads()
+    if n_threads == previous:
+        yield
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

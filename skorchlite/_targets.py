@@ -9,6 +9,8 @@ multilabel (K)    K        BCEWithLogitsLoss per label sigmoid per label
 ================  =======  ==========================  ======================
 """
 
+from numbers import Number
+
 import numpy as np
 import torch
 from scipy.special import expit, softmax
@@ -73,6 +75,7 @@ class TargetEncoder:
 
     def check_compatible(self, y, warm_start):
         """Raise if ``y`` brings labels this (already fitted) encoder does not know."""
+        check_label_types(y)
         if self.target_type == "multilabel-indicator":
             if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(
                 self.classes
@@ -135,11 +138,6 @@ class TargetEncoder:
             return torch.as_tensor(indices, dtype=torch.int64)
         return torch.as_tensor(indices, dtype=dtype).reshape(-1, 1)
 
-    def per_sample_loss(self, loss_fn, logits, targets):
-        """Loss of each sample: per-label losses are summed, like MLPClassifier."""
-        loss = loss_fn(logits, targets)
-        return loss if loss.ndim == 1 else loss.sum(dim=1)
-
     def predict_indices(self, logits):
         """Predicted class indices (or the 0/1 matrix for multilabel)."""
         if self.target_type == "multiclass":
@@ -170,8 +168,34 @@ class TargetEncoder:
         return logits[:, 0] if self.target_type == "binary" else logits
 
 
+def check_label_types(y):
+    """Raise a clear error for object labels of mixed types.
+
+    sklearn sorts the labels first, so ``["a", 1]`` fails there with a bare
+    ``TypeError: '<' not supported between instances of 'int' and 'str'``.
+    """
+    y = np.asarray(y)
+    if y.dtype != object:
+        return
+    kinds = {
+        "string"
+        if isinstance(label, str)
+        else "number"
+        if isinstance(label, Number | np.bool_)
+        else type(label).__name__
+        for label in y.ravel()
+    }
+    if len(kinds) > 1:
+        mix = " and ".join(sorted(kinds, key=lambda kind: kind != "string"))
+        raise ValueError(
+            f"Mix of label input types ({mix}) in y: the labels must all be "
+            "strings or all be numbers."
+        )
+
+
 def check_target_type(y):
     """Return the target type or raise sklearn's error for unsupported targets."""
+    check_label_types(y)
     check_classification_targets(y)
     target_type = type_of_target(y, input_name="y")
     if target_type not in SUPPORTED_TARGETS:

@@ -117,42 +117,57 @@ class LearningRateSchedule:
 
 
 class Objective:
-    """Weighted mean of per-sample losses plus MLPClassifier's L2 penalty.
+    """MLPClassifier's objective: weighted mean loss plus an L2 penalty.
 
     ``sum(w * loss) / sum(w) + 0.5 * alpha * ||W||^2 / sum(w)``, so that an
-    integer sample weight is the same as repeating the row.
+    integer sample weight is the same as repeating the row (``sum(w)`` is the
+    number of rows when unweighted). The loss of a row sums over its labels.
 
     Parameters
     ----------
-    per_sample_loss : callable
-        ``per_sample_loss(logits, targets) -> tensor of shape (n,)``.
+    loss_fn : torch.nn.Module
+        Torch loss with ``reduction="none"``.
     penalized_weights : list of torch.Tensor
         The weights under the L2 penalty (the biases are not penalized).
     alpha : float
     """
 
-    def __init__(self, per_sample_loss, penalized_weights, alpha):
-        self.per_sample_loss = per_sample_loss
+    def __init__(self, loss_fn, penalized_weights, alpha):
+        self.loss_fn = loss_fn
         self.penalized_weights = penalized_weights
         self.alpha = alpha
 
+    def per_sample(self, logits, y):
+        losses = self.loss_fn(logits, y)
+        return losses if losses.ndim == 1 else losses.sum(dim=1)
+
     def __call__(self, logits, y, w):
-        losses = self.per_sample_loss(logits, y)
-        n_rows = losses.new_tensor(len(losses))
+        """The full objective of a batch, penalty included, for autograd."""
         if w is None:
-            loss, weight_sum = losses.mean(), n_rows
+            loss, weight_sum = self.mean_loss(logits, y), len(y)
         else:
             # A batch whose weights are all zero falls back to its row count, so
             # the L2 term stays bounded without a host sync to skip the batch.
             weight_sum = w.sum()
-            weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
-            loss = (losses * w).sum() / weight_sum
-        if self.alpha:
-            squared_norm = sum(
-                weight.square().sum() for weight in self.penalized_weights
-            )
-            loss = loss + 0.5 * self.alpha * squared_norm / weight_sum
-        return loss
+            weight_sum = torch.where(weight_sum > 0, weight_sum, len(y))
+            loss = (self.per_sample(logits, y) * w).sum() / weight_sum
+        return loss + self.penalty(weight_sum) if self.alpha else loss
+
+    def mean_loss(self, logits, y):
+        """Unweighted mean loss, without the penalty."""
+        return self.loss_fn(logits, y).sum() / len(y)
+
+    def penalty(self, weight_sum):
+        squared_norm = sum(weight.square().sum() for weight in self.penalized_weights)
+        return 0.5 * self.alpha * squared_norm / weight_sum
+
+    def add_penalty_gradient(self, weight_sum):
+        """Add the penalty's gradient ``alpha * W / weight_sum`` in place.
+
+        Cheaper than differentiating :meth:`penalty` on every step.
+        """
+        for weight in self.penalized_weights:
+            weight.grad.add_(weight.detach(), alpha=self.alpha / weight_sum)
 
 
 class Trainer:
@@ -200,19 +215,37 @@ class Trainer:
         self.verbose = verbose
 
     def _epoch(self, data, batch_size, permutation):
-        """One pass over the data; returns the mean loss as a device tensor."""
-        total = torch.zeros((), dtype=data.dtype, device=data.device)
+        """One pass over the data; returns the mean loss as a device tensor.
+
+        Unweighted batches take a faster path: the L2 penalty goes straight into
+        the gradients, and its value is added once per epoch for the loss curve.
+        """
+        objective = self.objective
+        losses, n_batches = [], 0
         for X, y, w in data.epoch_batches(batch_size, permutation):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.objective(self.module(X), y, w)
-            loss.backward()
+            logits = self.module(X)
+            if w is None:
+                loss = objective.mean_loss(logits, y)
+                loss.backward()
+                if objective.alpha:
+                    objective.add_penalty_gradient(len(X))
+            else:
+                loss = objective(logits, y, w)
+                loss.backward()
             if self.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(
                     self.module.parameters(), self.max_grad_norm
                 )
             self.optimizer.step()
-            total += loss.detach() * len(X)
-        return total / data.n_samples
+            losses.append(loss.detach() * len(X))
+            n_batches += 1
+        epoch_loss = torch.stack(losses).sum() / data.n_samples
+        if data.sample_weight is None and objective.alpha:
+            # The mean over batches of 0.5 * alpha * ||W||^2 / batch_rows.
+            with torch.no_grad():
+                epoch_loss += objective.penalty(data.n_samples / n_batches)
+        return epoch_loss
 
     def run(self, data, history, *, max_epochs, batch_size, shuffle, generator):
         """Train for up to ``max_epochs`` epochs, updating ``history`` in place.
@@ -337,15 +370,34 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
         line_search_fn="strong_wolfe",
     )
 
+    best = [math.inf, None]  # lowest loss evaluated, and its weights
+
     def closure():
         optimizer.zero_grad(set_to_none=True)
         loss = objective(module(X), data.y, data.sample_weight)
         loss.backward()
+        # LBFGS reads the loss as a float anyway, so this adds no device sync.
+        value = loss.item()
+        if value < best[0]:
+            best[:] = value, [p.detach().clone() for p in parameters]
         return loss
 
     module.train()
     try:
         optimizer.step(closure)
+    except KeyboardInterrupt:
+        # The line search may have been stopped at a trial point: go back to
+        # the best weights evaluated.
+        warnings.warn(
+            "Training interrupted by user; keeping the best weights reached so "
+            "far.",
+            UserWarning,
+            stacklevel=3,
+        )
+        if best[1] is not None:
+            with torch.no_grad():
+                for parameter, value in zip(parameters, best[1], strict=True):
+                    parameter.copy_(value)
     finally:
         module.eval()
     with torch.no_grad():
