@@ -32,6 +32,7 @@ from ._device import (
     torch_threads,
 )
 from ._mlp import ACTIVATIONS, build_mlp, linear_layers
+from ._progress import CallbackEpochs, Progress, epoch_display
 from ._targets import TargetEncoder
 from ._training import (
     History,
@@ -42,6 +43,14 @@ from ._training import (
     dense_rows,
     fit_lbfgs,
 )
+
+try:
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # scikit-learn < 1.9 has no callback API
+
+    class CallbackSupportMixin:
+        """Stand-in for sklearn's mixin: no ``set_callbacks``."""
+
 
 STOCHASTIC_SOLVERS = ("adam", "adamw", "sgd")
 
@@ -64,7 +73,7 @@ def _supports_partial_fit(estimator):
     return True
 
 
-class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier trained with PyTorch.
 
     A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
@@ -389,6 +398,9 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             self.warm_start or incremental
         )
         hidden_layer_sizes = self._hidden_layer_sizes()
+        # Before the snapshot, so that a failed fit keeps what sklearn needs to
+        # tear the callbacks down.
+        callback_ctx = self._start_callbacks(incremental)
         # Snapshot before validation, which already sets fitted attributes
         # (n_features_in_, classes_, ...): a failed fit must not leave them.
         state_before = self._snapshot(first_pass)
@@ -397,11 +409,44 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             weights = self._training_weights(X, y, sample_weight)
             if first_pass:
                 self._initialize(X, hidden_layer_sizes)
-            self._train(X, y, weights, incremental)
+            callbacks = None
+            if callback_ctx is not None:
+                metadata = (
+                    None if sample_weight is None else {"sample_weight": sample_weight}
+                )
+                callback_ctx.call_on_fit_task_begin(
+                    estimator=self, X=X, y=y, metadata=metadata
+                )
+                callbacks = CallbackEpochs(
+                    self, callback_ctx, X, y, metadata, self.module_
+                )
+            self._train(X, y, weights, incremental, callbacks)
+            if callback_ctx is not None:
+                callback_ctx.call_on_fit_task_end(
+                    estimator=self,
+                    X=X,
+                    y=y,
+                    metadata=metadata,
+                    reconstruction_attributes={},
+                )
         except BaseException:
             self._restore(state_before)
             raise
         return self
+
+    def _epochs_per_call(self, incremental):
+        """Most epochs this fit call runs (lbfgs runs none: it has iterations)."""
+        if self.solver == "lbfgs":
+            return 0
+        return 1 if incremental else self.max_iter
+
+    def _start_callbacks(self, incremental):
+        """The callback context of this fit call, or None without callbacks."""
+        if not getattr(self, "_skl_callbacks", None):
+            return None
+        return self._init_callback_context(
+            max_subtasks=self._epochs_per_call(incremental)
+        )
 
     def _hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -486,7 +531,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         if hasattr(self, "_optimizer"):
             del self._optimizer
 
-    def _train(self, X, y, weights, incremental):
+    def _train(self, X, y, weights, incremental, callbacks=None):
         # Work on a copy of the history so that a failed fit leaves it untouched.
         history = copy.deepcopy(self._history)
         seed = self._seed + history.n_iter
@@ -498,9 +543,13 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             if self.solver == "lbfgs":
                 self._train_lbfgs(self._to_training_data(X, y, weights), history)
             else:
-                self._train_stochastic(X, y, weights, incremental, history, seed)
+                self._train_stochastic(
+                    X, y, weights, incremental, history, seed, callbacks
+                )
 
-    def _train_stochastic(self, X, y, weights, incremental, history, seed):
+    def _train_stochastic(
+        self, X, y, weights, incremental, history, seed, callbacks=None
+    ):
         if self.batch_size != "auto" and self.batch_size > X.shape[0]:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is "
@@ -516,6 +565,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         data = self._to_training_data(X, y, weights)
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
+        max_epochs = self._epochs_per_call(incremental)
         trainer = Trainer(
             self.module_,
             self._optimizer,
@@ -530,12 +580,17 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             validate=None if validation is None else self._validator(validation),
-            verbose=int(self.verbose),
+            progress=Progress(
+                [
+                    epoch_display(self.verbose, max_epochs, type(self).__name__),
+                    callbacks,
+                ]
+            ),
         )
         stopped_early = trainer.run(
             data,
             history,
-            max_epochs=1 if incremental else self.max_iter,
+            max_epochs=max_epochs,
             batch_size=self._batch_size(data.n_samples),
             shuffle=self.shuffle,
             generator=torch.Generator().manual_seed(seed),

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._progress import EpochListener
+
 
 class TrainingDivergedError(ValueError):
     """The training loss became NaN or infinite."""
@@ -187,8 +189,9 @@ class Trainer:
     validate : callable or None
         ``validate() -> (val_loss, val_score)``; when given, the stopping rule
         watches the validation score and the best weights are restored at the end.
-    verbose : int
-        Print one line every ``verbose`` epochs (0: silent).
+    progress : skorchlite._progress.EpochListener or None
+        Told of each epoch (to draw a bar, print a line, call callbacks); may
+        ask the loop to stop.
     """
 
     def __init__(
@@ -202,7 +205,7 @@ class Trainer:
         tol,
         n_iter_no_change,
         validate=None,
-        verbose=0,
+        progress=None,
     ):
         self.module = module
         self.optimizer = optimizer
@@ -212,7 +215,7 @@ class Trainer:
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.validate = validate
-        self.verbose = verbose
+        self.progress = EpochListener() if progress is None else progress
 
     def _epoch(self, data, batch_size, permutation):
         """One pass over the data; returns the mean loss as a device tensor.
@@ -253,13 +256,17 @@ class Trainer:
         Returns
         -------
         stopped_early : bool
-            True if a stopping rule ended training before ``max_epochs``.
+            True if a stopping rule (or ``progress``) ended training before
+            ``max_epochs``.
         """
         best_state = None
         stopped_early = False
+        progress = self.progress
+        progress.start(max_epochs)
         self.module.train()
         try:
             for _ in range(max_epochs):
+                progress.epoch_begin()
                 started = time.perf_counter()
                 permutation = (
                     torch.randperm(data.n_samples, generator=generator)
@@ -285,10 +292,15 @@ class Trainer:
                         best_state = _copy_state(self.module)
                 else:
                     self._record_loss(history, loss)
-                self._log(history, loss, validation, time.perf_counter() - started)
+                stop_requested = progress.epoch_end(
+                    history.n_iter, loss, validation, time.perf_counter() - started
+                )
                 self.schedule.epoch_end(history.t)
+                if stop_requested:
+                    stopped_early = True
+                    break
                 if history.no_improvement_count > self.n_iter_no_change:
-                    self._say_plateau()
+                    progress.message(self._plateau_message())
                     if self.schedule.on_plateau():
                         stopped_early = True
                         break
@@ -302,6 +314,7 @@ class Trainer:
             stopped_early = True
         finally:
             self.module.eval()
+            progress.close()
         if best_state is not None:
             self.module.load_state_dict(best_state)
         return stopped_early
@@ -325,27 +338,16 @@ class Trainer:
             return True
         return False
 
-    def _log(self, history, loss, validation, seconds):
-        if not self.verbose or (history.n_iter % self.verbose and history.n_iter != 1):
-            return
-        line = f"Epoch {history.n_iter} | loss {loss:.4f}"
-        if validation is not None:
-            line += f" | val loss {validation[0]:.4f} | val acc {validation[1]:.4f}"
-        print(f"{line} | {seconds:.3f}s", flush=True)
-
-    def _say_plateau(self):
-        if not self.verbose:
-            return
+    def _plateau_message(self):
         watched = "Validation score" if self.validate else "Training loss"
         action = (
             "Stopping."
             if self.schedule.policy != "adaptive" or self.schedule.learning_rate <= 1e-6
             else f"Setting learning rate to {self.schedule.learning_rate / 5:f}."
         )
-        print(
+        return (
             f"{watched} did not improve more than tol={self.tol} for "
-            f"{self.n_iter_no_change} consecutive epochs. {action}",
-            flush=True,
+            f"{self.n_iter_no_change} consecutive epochs. {action}"
         )
 
 
