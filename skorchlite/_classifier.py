@@ -134,7 +134,11 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     verbose : bool or int, default=False
         Print one line per epoch to stdout (loss, and validation loss and
         accuracy with early stopping). An int ``k > 1`` prints every ``k``
-        epochs.
+        epochs. When stdout is a terminal or a notebook and tqdm is installed
+        (``pip install skorchlite[progress]``), ``fit`` shows a live progress
+        bar instead, with the same numbers and the time left. With
+        scikit-learn >= 1.9, ``set_callbacks`` also takes its callbacks, such
+        as ``sklearn.callback.ProgressBar`` (one sub-task per epoch).
 
     warm_start : bool, default=False
         Reuse the previous solution as the initialization of the next ``fit``.

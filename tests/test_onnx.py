@@ -9,6 +9,7 @@ from sklearn.datasets import make_blobs, make_moons, make_multilabel_classificat
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skorchlite import TorchMLPClassifier, export_onnx
+from skorchlite._device import resolve_device
 
 pytest.importorskip("onnx", reason="export_onnx needs the onnx extra")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
@@ -45,7 +46,12 @@ def exported(request, tmp_path_factory):
     make_data, params, input_name = CASES[request.param]
     X, y = make_data()
     clf = TorchMLPClassifier(
-        (16,), max_iter=30, learning_rate_init=0.01, random_state=0, **params
+        (16,),
+        max_iter=30,
+        learning_rate_init=0.01,
+        dtype="float64",  # the graph is float32 anyway
+        random_state=0,
+        **params,
     )
     with pytest.warns(ConvergenceWarning):  # few epochs, on purpose
         clf.fit(X, y)
@@ -104,8 +110,9 @@ def test_export_leaves_the_estimator_alone(exported):
     clf, X, _, _ = exported
     before = clf.predict_proba(X)
     # The graph is float32 whatever the training precision; the estimator keeps
-    # its float64 module (the export works on a copy).
+    # its float64 module, on its device (the export works on a CPU copy).
     assert clf.module_[0].weight.dtype == torch.float64
+    assert clf.module_[0].weight.device.type == resolve_device(clf.device).type
     assert clf.module_.training is False
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 
