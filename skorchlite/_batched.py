@@ -1,0 +1,433 @@
+"""Train many MLPs of one shape at once, as rows of stacked tensors.
+
+Every model of a :class:`BatchedGroup` has the same depth, activation, solver,
+batch size and number of training rows, so one step of the loop advances all of
+them: the weights of model ``m`` are row ``m`` of a flat ``(M, P)`` parameter
+matrix (hidden widths zero-padded to the widest), the layers run as ``baddbmm``
+and the optimizer works on whole rows, with per-model learning rates, betas,
+momenta and L2 strengths as ``(M, 1)`` columns. Each model reproduces what
+``TorchMLPClassifier.fit`` computes alone (same initial weights, same batch
+order, same loss curve and stopping rule), up to floating-point rounding.
+
+Padded units stay exactly zero: their incoming weights and biases get zero
+gradients, and so do their outgoing weights unless the activation of 0 is not 0
+(the logistic), where the gradient is masked.
+"""
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ._mlp import ACTIVATIONS, linear_layers
+from ._training import DIVERGED_LOSS_FACTOR, History, LearningRateSchedule
+
+
+@dataclass
+class BatchedJob:
+    """One model to train: a prepared estimator and its training rows.
+
+    Attributes
+    ----------
+    estimator : TorchMLPClassifier
+        Validated and initialized (``module_`` holds the initial weights and
+        ``_seed`` is set) but not trained.
+    data_key : hashable
+        Jobs with the same key train on the same rows (``X``, ``y``).
+    X, y : torch.Tensor
+        Training rows and encoded targets, on the training device.
+    weights : numpy.ndarray or None
+        ``sample_weight * class_weight`` of the rows, None if unweighted.
+    error : str or None
+        Set by :func:`train_group` if the fit diverged.
+    """
+
+    estimator: object
+    data_key: object
+    X: torch.Tensor
+    y: torch.Tensor
+    weights: object = None
+    error: str | None = None
+
+
+class _LearningRate:
+    """The ``param_groups`` stand-in that :class:`LearningRateSchedule` drives."""
+
+    def __init__(self, learning_rate):
+        self.param_groups = [{"lr": learning_rate}]
+
+
+class _Layout:
+    """Where each padded layer's weight ``(in, out)`` and bias live in a row."""
+
+    def __init__(self, widths):
+        self.widths = widths  # padded: [n_features, *hidden, n_outputs]
+        self.slices = []
+        offset = 0
+        for fan_in, fan_out in itertools.pairwise(widths):
+            weight = slice(offset, offset + fan_in * fan_out)
+            offset = weight.stop
+            bias = slice(offset, offset + fan_out)
+            offset = bias.stop
+            self.slices.append((fan_in, fan_out, weight, bias))
+        self.size = offset
+
+    def views(self, flat):
+        """``(weight (M, in, out), bias (M, 1, out))`` views of each layer."""
+        M = flat.shape[0]
+        return [
+            (flat[:, w].view(M, fan_in, fan_out), flat[:, b].view(M, 1, fan_out))
+            for fan_in, fan_out, w, b in self.slices
+        ]
+
+    def pack(self, module, row, fill=None):
+        """Copy ``module``'s weights into ``row`` (the zero-padded places stay).
+
+        With ``fill``, write that value instead: marks the unpadded places.
+        """
+        for layer, (weight, bias) in zip(
+            linear_layers(module), self.views(row[None]), strict=True
+        ):
+            fan_out, fan_in = layer.weight.shape
+            weight[0, :fan_in, :fan_out] = (
+                layer.weight.detach().T if fill is None else fill
+            )
+            bias[0, 0, :fan_out] = layer.bias.detach() if fill is None else fill
+
+    def unpack(self, row, module):
+        """Copy the unpadded part of ``row`` into ``module``'s layers."""
+        with torch.no_grad():
+            for layer, (weight, bias) in zip(
+                linear_layers(module), self.views(row[None]), strict=True
+            ):
+                fan_out, fan_in = layer.weight.shape
+                layer.weight.copy_(weight[0, :fan_in, :fan_out].T)
+                layer.bias.copy_(bias[0, 0, :fan_out])
+
+
+def _column(values, like):
+    return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None]
+
+
+class BatchedGroup:
+    """Train ``jobs`` (models of one loop shape) together.
+
+    Parameters
+    ----------
+    jobs : list of BatchedJob
+        Same solver, activation, depth, batch size, shuffle, number of training
+        rows, target type, dtype and device; everything else may differ.
+    """
+
+    def __init__(self, jobs):
+        self.jobs = jobs
+        first = jobs[0].estimator
+        self.solver = first.solver
+        self.shuffle = first.shuffle
+        self.activation = ACTIVATIONS[first.activation]()
+        self.target_type = first._target_encoder.target_type
+        self.n_samples = jobs[0].X.shape[0]
+        self.batch_size = first._batch_size(self.n_samples)
+        modules = [job.estimator.module_ for job in jobs]
+        sizes = [[layer.out_features for layer in linear_layers(m)] for m in modules]
+        widths = [jobs[0].X.shape[1], *map(max, zip(*sizes, strict=True))]
+        self.layout = _Layout(widths)
+        self.dtype = jobs[0].X.dtype
+        self.device = jobs[0].X.device
+
+    # --------------------------------------------------------------- setup
+
+    def _stack_data(self):
+        keys = list(dict.fromkeys(job.data_key for job in self.jobs))
+        first = {}
+        for job in self.jobs:
+            first.setdefault(job.data_key, job)
+        self.X = torch.stack([first[key].X for key in keys])
+        self.y = torch.stack([first[key].y for key in keys])
+        index = {key: i for i, key in enumerate(keys)}
+        self.data_id = torch.tensor(
+            [index[job.data_key] for job in self.jobs], device=self.device
+        )
+        weighted = [job.weights is not None for job in self.jobs]
+        # Weighted fits count the L2 penalty in each batch's loss, unweighted
+        # ones add it once per epoch (see Trainer._epoch).
+        self.weighted = torch.tensor(weighted, device=self.device)
+        if any(weighted):
+            self.w = torch.stack(
+                [
+                    torch.ones(self.n_samples, dtype=self.dtype)
+                    if job.weights is None
+                    else torch.as_tensor(job.weights, dtype=self.dtype)
+                    for job in self.jobs
+                ]
+            ).to(self.device)
+        else:
+            self.w = None
+
+    def _stack_parameters(self):
+        M, layout = len(self.jobs), self.layout
+        flat = torch.zeros(M, layout.size, dtype=self.dtype, device=self.device)
+        real = torch.zeros_like(flat)
+        is_weight = torch.zeros(layout.size, dtype=self.dtype, device=self.device)
+        for _, _, weight, _ in layout.slices:
+            is_weight[weight] = 1.0
+        with torch.no_grad():
+            for m, job in enumerate(self.jobs):
+                layout.pack(job.estimator.module_, flat[m])
+                layout.pack(job.estimator.module_, real[m], fill=1.0)
+        self.flat = flat
+        self.is_weight = is_weight
+        # The outgoing weights of padded units only get a gradient when the
+        # activation of 0 is not 0; mask them then.
+        zero = self.activation(torch.zeros(1, dtype=self.dtype))
+        padded = bool((real == 0).any())
+        self.pad_mask = real if padded and zero.item() != 0 else None
+
+    def _hyperparameters(self):
+        estimators = [job.estimator for job in self.jobs]
+        flat = self.flat
+        self.alpha = [e.alpha for e in estimators]
+        self.lr = [e.learning_rate_init for e in estimators]
+        self.lr_col = _column(self.lr, flat)
+        self.tol = [e.tol for e in estimators]
+        self.n_iter_no_change = [e.n_iter_no_change for e in estimators]
+        self.max_iter = [e.max_iter for e in estimators]
+        self.schedules = [
+            LearningRateSchedule(
+                _LearningRate(e.learning_rate_init),
+                e.learning_rate if e.solver == "sgd" else "constant",
+                e.learning_rate_init,
+                e.power_t,
+            )
+            for e in estimators
+        ]
+        clip = [e.max_grad_norm for e in estimators]
+        self.max_grad_norm = (
+            None
+            if all(c is None for c in clip)
+            else _column([math.inf if c is None else c for c in clip], flat)
+        )
+        # AdamW applies alpha as decoupled weight decay, not as an L2 term.
+        l2 = [0.0 if self.solver == "adamw" else a for a in self.alpha]
+        self.l2 = _column(l2, flat) * self.is_weight  # (M, P)
+        self.use_l2 = any(l2)
+        if self.solver == "sgd":
+            self.momentum = _column([e.momentum for e in estimators], flat)
+            self.nesterov = torch.tensor(
+                [e.nesterovs_momentum and e.momentum > 0 for e in estimators],
+                device=flat.device,
+            )[:, None]
+            self.buffer = None
+        else:
+            self.beta_1 = _column([e.beta_1 for e in estimators], flat)
+            self.beta_2 = _column([e.beta_2 for e in estimators], flat)
+            self.epsilon = _column([e.epsilon for e in estimators], flat)
+            self.exp_avg = torch.zeros_like(flat)
+            self.exp_avg_sq = torch.zeros_like(flat)
+            if self.solver == "adamw":
+                self.decay = _column(self.alpha, flat) * self.is_weight
+
+    # ------------------------------------------------------------ training
+
+    def _forward(self, flat, X):
+        layers = self.layout.views(flat)
+        h = X
+        for index, (weight, bias) in enumerate(layers):
+            h = torch.baddbmm(bias, h, weight)
+            if index < len(layers) - 1:
+                h = self.activation(h)
+        return h
+
+    def _per_sample_loss(self, logits, y):
+        """Loss of each row, summed over labels: shape (M, B)."""
+        if self.target_type == "multiclass":
+            M, B, K = logits.shape
+            return F.cross_entropy(
+                logits.reshape(M * B, K), y.reshape(M * B), reduction="none"
+            ).view(M, B)
+        losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return losses.sum(dim=2)
+
+    def _step(self, rows, step):
+        """One minibatch step of every model; returns the batch losses (M,)."""
+        flat = self.flat
+        n_rows = rows.shape[1]
+        X = self.X[self.data_id[:, None], rows]
+        y = self.y[self.data_id[:, None], rows]
+        with torch.enable_grad():
+            flat.requires_grad_(True)
+            losses = self._per_sample_loss(self._forward(flat, X), y)
+            if self.w is None:
+                weight_sum = n_rows
+                loss = losses.sum(dim=1) / n_rows
+            else:
+                w = self.w.gather(1, rows)
+                weight_sum = w.sum(dim=1)
+                weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
+                loss = (losses * w).sum(dim=1) / weight_sum
+                weight_sum = weight_sum[:, None]
+            (grad,) = torch.autograd.grad(loss.sum(), flat)
+        flat.requires_grad_(False)
+        loss = loss.detach()
+        if self.w is not None and self.use_l2:
+            penalty = 0.5 * (self.l2 * flat.square()).sum(dim=1) / weight_sum[:, 0]
+            loss = torch.where(self.weighted, loss + penalty, loss)
+        if self.use_l2:
+            grad.addcmul_(flat, self.l2 / weight_sum)
+        if self.pad_mask is not None:
+            grad.mul_(self.pad_mask)
+        if self.max_grad_norm is not None:
+            norm = grad.norm(dim=1, keepdim=True)
+            grad.mul_((self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
+        if self.solver == "sgd":
+            self._sgd(grad)
+        else:
+            self._adam(grad, step)
+        return loss
+
+    def _adam(self, grad, step):
+        flat = self.flat
+        if self.solver == "adamw":
+            flat.mul_(1 - self.lr_col * self.decay)
+        self.exp_avg.lerp_(grad, 1 - self.beta_1)
+        self.exp_avg_sq.mul_(self.beta_2).addcmul_(grad, grad * (1 - self.beta_2))
+        step_size = self.lr_col / (1 - self.beta_1**step)
+        bias_correction2_sqrt = (1 - self.beta_2**step).sqrt()
+        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.epsilon)
+        flat.sub_(self.exp_avg / denom * step_size)
+
+    def _sgd(self, grad):
+        if self.buffer is None:
+            self.buffer = grad.clone()
+        else:
+            self.buffer.mul_(self.momentum).add_(grad)
+        direction = torch.where(
+            self.nesterov, grad + self.momentum * self.buffer, self.buffer
+        )
+        self.flat.sub_(direction * self.lr_col)
+
+    def _epoch(self, step, permutations):
+        n, size = self.n_samples, self.batch_size
+        total = torch.zeros(self.flat.shape[0], dtype=self.dtype, device=self.device)
+        n_batches = 0
+        for start in range(0, n, size):
+            if permutations is None:
+                rows = torch.arange(start, min(start + size, n), device=self.device)
+                rows = rows.expand(self.flat.shape[0], -1)
+            else:
+                rows = permutations[:, start : start + size]
+            step += 1
+            total += self._step(rows, step) * rows.shape[1]
+            n_batches += 1
+        epoch_loss = total / n
+        if self.use_l2:
+            penalty = 0.5 * (self.l2 * self.flat.square()).sum(dim=1)
+            penalty = penalty / (n / n_batches)
+            epoch_loss = torch.where(self.weighted, epoch_loss, epoch_loss + penalty)
+        return epoch_loss, step
+
+    def run(self):
+        """Train every job; set each estimator's weights and fitted history."""
+        self._stack_data()
+        self._stack_parameters()
+        self._hyperparameters()
+        M = len(self.jobs)
+        alive = list(range(M))  # job index of each stacked row
+        histories = [History() for _ in range(M)]
+        lowest = [math.inf] * M
+        final = [None] * M
+        seeds = [job.estimator._seed for job in self.jobs]
+        generators = {s: torch.Generator().manual_seed(s) for s in set(seeds)}
+        scheduled = any(s.policy != "constant" for s in self.schedules)
+        step = 0
+        with torch.no_grad():
+            while alive:
+                permutations = None
+                if self.shuffle:
+                    by_seed = {
+                        s: torch.randperm(self.n_samples, generator=generators[s])
+                        for s in dict.fromkeys(seeds[j] for j in alive)
+                    }
+                    permutations = torch.stack([by_seed[seeds[j]] for j in alive]).to(
+                        self.device
+                    )
+                losses, step = self._epoch(step, permutations)
+                finished = []
+                for row, (job, loss) in enumerate(
+                    zip(alive, losses.tolist(), strict=True)
+                ):
+                    if self._epoch_end(job, histories[job], lowest, loss):
+                        finished.append(row)
+                if finished:
+                    for row in finished:
+                        final[alive[row]] = self.flat[row].clone()
+                    keep = [r for r in range(len(alive)) if r not in set(finished)]
+                    alive = [alive[r] for r in keep]
+                    self._keep(keep)
+                if scheduled and alive:
+                    # invscaling / adaptive moved the learning rates on the host.
+                    self.lr_col = _column(
+                        [self.schedules[j].learning_rate for j in alive], self.flat
+                    )
+        for job, history, row in zip(self.jobs, histories, final, strict=True):
+            self._finish(job, history, row)
+
+    def _epoch_end(self, j, history, lowest, loss):
+        """Record epoch ``loss`` of job ``j``; True if it stops training."""
+        history.n_iter += 1
+        history.t += self.n_samples
+        if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(lowest[j], 1.0):
+            self.jobs[j].error = (
+                f"TrainingDivergedError: Training diverged at epoch "
+                f"{history.n_iter}: the loss became {loss}."
+            )
+            return True
+        lowest[j] = min(lowest[j], loss)
+        history.loss = loss
+        history.loss_curve.append(loss)
+        if loss > history.best_loss - self.tol[j]:
+            history.no_improvement_count += 1
+        else:
+            history.no_improvement_count = 0
+        history.best_loss = min(history.best_loss, loss)
+        schedule = self.schedules[j]
+        schedule.epoch_end(history.t)
+        if history.no_improvement_count > self.n_iter_no_change[j]:
+            if schedule.on_plateau():
+                return True
+            history.no_improvement_count = 0
+        return history.n_iter >= self.max_iter[j]
+
+    def _keep(self, rows):
+        """Drop the stacked rows of models that stopped training."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        names = [
+            "flat",
+            "data_id",
+            "weighted",
+            "l2",
+            "lr_col",
+            "max_grad_norm",
+            "pad_mask",
+            "w",
+        ]
+        names += ["momentum", "nesterov", "buffer", "beta_1", "beta_2", "epsilon"]
+        names += ["exp_avg", "exp_avg_sq", "decay"]
+        for name in names:
+            value = getattr(self, name, None)
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value[index])
+
+    def _finish(self, job, history, row):
+        estimator = job.estimator
+        self.layout.unpack(row, estimator.module_)
+        estimator.module_.eval()
+        if job.error is None and not torch.isfinite(row).all():
+            job.error = (
+                "ValueError: Solver produced non-finite parameter weights. The input "
+                "data may contain large values and need to be preprocessed; or "
+                "lower learning_rate_init."
+            )
+        estimator._publish_history(history)
