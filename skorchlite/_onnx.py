@@ -83,7 +83,7 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     >>> from sklearn.datasets import make_blobs
     >>> from skorchlite import TorchMLPClassifier, export_onnx
     >>> X, y = make_blobs(100, centers=3, random_state=0)
-    >>> clf = TorchMLPClassifier((8,), max_iter=50, random_state=0).fit(X, y)
+    >>> clf = TorchMLPClassifier((8,), solver="lbfgs", random_state=0).fit(X, y)
     >>> model = export_onnx(clf, "blobs.onnx")  # doctest: +SKIP
     >>> model = export_onnx(clf)
     >>> session = onnxruntime.InferenceSession(model.SerializeToString())
