@@ -2,11 +2,13 @@
 
 from ._classifier import TorchMLPClassifier
 from ._onnx import export_onnx
+from .model_selection import BatchedGridSearchCV
 from .plotting import LossCurveDisplay, plot_decision_boundaries
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchedGridSearchCV",
     "LossCurveDisplay",
     "TorchMLPClassifier",
     "__version__",

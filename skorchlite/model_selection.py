@@ -1,0 +1,431 @@
+"""Hyper-parameter search that trains the whole grid at once.
+
+:class:`BatchedGridSearchCV` is :class:`sklearn.model_selection.GridSearchCV`
+for :class:`~skorchlite.TorchMLPClassifier`: the (candidate, fold) models that
+share a training-loop shape are stacked into batched tensors
+(:mod:`skorchlite._batched`) and one step of the loop advances all of them.
+"""
+
+import copy
+import time
+import warnings
+from collections import defaultdict
+from numbers import Integral
+
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn.base import _fit_context, clone, is_classifier
+from sklearn.model_selection import GridSearchCV, ParameterGrid, check_cv
+from sklearn.model_selection._validation import (
+    _fit_and_score,
+    _insert_error_scores,
+    _score,
+    _warn_or_raise_about_fit_failures,
+)
+from sklearn.utils.metaestimators import _safe_split
+from sklearn.utils.validation import _check_method_params, _num_samples, indexable
+
+from ._batched import BatchedGroup, BatchedJob
+from ._classifier import STOCHASTIC_SOLVERS, TorchMLPClassifier, _seed_from
+
+
+class BatchedGridSearchCV(GridSearchCV):
+    """Exhaustive search over a TorchMLPClassifier grid, trained in batches.
+
+    The interface, ``cv_results_`` and fitted attributes are those of
+    :class:`sklearn.model_selection.GridSearchCV`, so swapping the import keeps
+    the rest of the code. Instead of fitting the ``n_candidates * n_splits``
+    models one after the other, the models whose training loops have the same
+    shape (solver, activation, depth, batch size, shuffle, number of training
+    rows, dtype, device) are trained together, as stacked tensors: hidden
+    widths are zero-padded, and ``learning_rate_init``, ``alpha``, ``beta_1``,
+    ``beta_2``, ``epsilon``, ``momentum``, ``nesterovs_momentum``,
+    ``learning_rate``, ``power_t``, ``class_weight``, ``max_grad_norm``,
+    ``tol``, ``n_iter_no_change``, ``max_iter`` and ``random_state`` vary freely
+    inside one batch. Each model stops on its own rule, exactly as
+    ``TorchMLPClassifier.fit`` would stop it.
+
+    Each batched model is the model ``TorchMLPClassifier(**params).fit`` gives on
+    that fold (same initial weights, batch order, loss curve and stopping
+    epoch, up to floating-point rounding), then scored through its own
+    ``predict`` path, so ``cv_results_`` matches ``GridSearchCV``'s.
+
+    Falls back to ordinary fits (run with ``n_jobs``) for the candidates the
+    batched path does not cover: an estimator that is not a
+    ``TorchMLPClassifier`` (e.g. a ``Pipeline``), ``solver="lbfgs"``,
+    ``early_stopping=True``, ``dropout > 0``, sparse ``X``, fit parameters
+    other than ``sample_weight``, and estimators with sklearn callbacks.
+    ``best_estimator_`` is always refit with an ordinary ``fit``.
+
+    Parameters
+    ----------
+    estimator : TorchMLPClassifier or estimator
+        The estimator to tune. With ``random_state=None``, one int seed is
+        drawn per search and set on every candidate (and on
+        ``best_estimator_``), so the refit model is reproducible; a
+        ``RandomState`` instance gives each candidate the int it would draw
+        first, as its clones inside ``GridSearchCV`` do.
+    param_grid : dict or list of dicts
+        As in ``GridSearchCV``.
+    scoring : str, callable, list, tuple, dict or None, default=None
+        As in ``GridSearchCV``.
+    n_jobs : int or None, default=None
+        Parallel jobs for the fallback fits only; batched training uses torch's
+        threads.
+    refit : bool, str or callable, default=True
+        As in ``GridSearchCV``.
+    cv : int, cross-validation generator or iterable, default=None
+        As in ``GridSearchCV`` (stratified 5-fold for classifiers by default).
+    verbose : int, default=0
+        Prints the number of fits, and how many were batched, when > 0.
+    pre_dispatch : int or str, default="2*n_jobs"
+        As in ``GridSearchCV`` (fallback fits).
+    error_score : "raise" or float, default=np.nan
+        Score of a fit that fails (diverges); ``"raise"`` raises its error.
+    return_train_score : bool, default=False
+        As in ``GridSearchCV``.
+
+    Attributes
+    ----------
+    cv_results_ : dict of numpy (masked) ndarrays
+        As in ``GridSearchCV``. ``mean_fit_time`` of a batched model is its
+        group's training time divided by the group's size.
+    best_estimator_ : TorchMLPClassifier
+        A plain fitted estimator, refit on all of ``X`` with ``best_params_``.
+    best_score_ : float
+    best_params_ : dict
+    best_index_ : int
+    scorer_ : function or dict
+    n_splits_ : int
+    refit_time_ : float
+    multimetric_ : bool
+    n_batched_fits_ : int
+        How many (candidate, fold) models were trained in batches.
+    n_batch_groups_ : int
+        How many batched training runs they took.
+
+    See Also
+    --------
+    sklearn.model_selection.GridSearchCV : The one-model-at-a-time search.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+    >>> X, y = make_moons(200, noise=0.1, random_state=0)
+    >>> search = BatchedGridSearchCV(
+    ...     TorchMLPClassifier(max_iter=50, random_state=0),
+    ...     {"hidden_layer_sizes": [(8,), (16,)], "learning_rate_init": [0.01, 0.03]},
+    ...     cv=3,
+    ... ).fit(X, y)
+    >>> search.n_batched_fits_, search.n_batch_groups_
+    (12, 2)
+    >>> sorted(search.best_params_)
+    ['hidden_layer_sizes', 'learning_rate_init']
+    >>> bool(search.best_score_ > 0.8)
+    True
+    """
+
+    @_fit_context(
+        # the estimator is validated by its own fit
+        prefer_skip_nested_validation=False
+    )
+    def fit(self, X, y=None, **params):
+        """Run fit with all sets of parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training vectors.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Targets.
+        **params : dict of str -> object
+            ``sample_weight`` (split with the folds) and ``groups`` (for the
+            splitter), as in ``GridSearchCV``.
+
+        Returns
+        -------
+        self : BatchedGridSearchCV
+            The fitted search.
+        """
+        scorers, refit_metric = self._get_scorers()
+        X, y = indexable(X, y)
+        params = _check_method_params(X, params=params)
+        routed = self._get_routed_params_for_fit(params)
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        split_params = routed.splitter.split
+        self.n_splits_ = cv.get_n_splits(X, y, **split_params)
+        splits = list(cv.split(X, y, **split_params))
+        if len(splits) != self.n_splits_:
+            raise ValueError(
+                "cv.split and cv.get_n_splits return inconsistent results. "
+                f"Expected {self.n_splits_} splits, got {len(splits)}"
+            )
+        candidates = list(ParameterGrid(self.param_grid))
+        if not candidates or not splits:
+            raise ValueError(
+                "No fits were performed. Was the CV iterator empty? Were there no "
+                "candidates?"
+            )
+        base = _with_int_seed(clone(self.estimator))
+        context = _SearchContext(
+            X, y, splits, candidates, routed, scorers, self.return_train_score
+        )
+        out = self._evaluate(base, context)
+        self._store_results(base, candidates, out, scorers, refit_metric, X, y, routed)
+        return self
+
+    # ------------------------------------------------------------ evaluate
+
+    def _evaluate(self, base, context):
+        """One ``_fit_and_score``-style result dict per (candidate, split)."""
+        n_splits = len(context.splits)
+        tasks = [
+            (c, s) for c in range(len(context.candidates)) for s in range(n_splits)
+        ]
+        if self.verbose > 0:
+            print(
+                f"Fitting {n_splits} folds for each of {len(context.candidates)} "
+                f"candidates, totalling {len(tasks)} fits"
+            )
+        out = [None] * len(tasks)
+        groups, fallback = defaultdict(list), []
+        data_cache = {}
+        for index, (c, s) in enumerate(tasks):
+            job = self._prepare(base, context, c, s, data_cache)
+            if job is None:
+                fallback.append(index)
+            else:
+                groups[_group_key(job)].append((index, job))
+        for members in groups.values():
+            failed = self._train_and_score(members, context, out)
+            fallback.extend(failed)
+        self.n_batched_fits_ = len(tasks) - len(fallback)
+        self.n_batch_groups_ = len(groups)
+        if self.verbose > 0:
+            print(
+                f"Trained {self.n_batched_fits_} fits in {len(groups)} batched "
+                f"group(s); {len(fallback)} ordinary fit(s)"
+            )
+        kwargs = dict(
+            scorer=context.scorers,
+            fit_params=context.routed.estimator.fit,
+            score_params=context.routed.scorer.score,
+            return_train_score=self.return_train_score,
+            return_n_test_samples=True,
+            return_times=True,
+            return_parameters=False,
+            error_score=self.error_score,
+            verbose=self.verbose,
+        )
+        parallel = Parallel(n_jobs=self.n_jobs, pre_dispatch=self.pre_dispatch)
+        results = parallel(
+            delayed(_fit_and_score)(
+                clone(base),
+                context.X,
+                context.y,
+                train=context.splits[tasks[i][1]][0],
+                test=context.splits[tasks[i][1]][1],
+                parameters=context.candidates[tasks[i][0]],
+                split_progress=(tasks[i][1], n_splits),
+                candidate_progress=(tasks[i][0], len(context.candidates)),
+                **kwargs,
+            )
+            for i in fallback
+        )
+        for i, result in zip(fallback, results, strict=True):
+            out[i] = result
+        return out
+
+    def _prepare(self, base, context, c, s, data_cache):
+        """A :class:`BatchedJob` for candidate ``c`` on split ``s``, or None to
+        fall back to an ordinary fit."""
+        estimator = clone(base).set_params(**clone(context.candidates[c], safe=False))
+        if not _batchable(estimator, context):
+            return None
+        started = time.perf_counter()
+        train = context.splits[s][0]
+        try:
+            estimator._validate_params()
+            X_train, y_train = _safe_split(estimator, context.X, context.y, train)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                X_train, y_train = estimator._validate_fit_data(
+                    X_train, y_train, True, None
+                )
+            if sp.issparse(X_train):
+                return None
+            fit_params = _check_method_params(
+                context.X, params=context.routed.estimator.fit, indices=train
+            )
+            weights = estimator._training_weights(
+                X_train, y_train, fit_params.get("sample_weight")
+            )
+            estimator._initialize(X_train, estimator._hidden_layer_sizes())
+            dtype = estimator.module_[0].weight.dtype
+            device = estimator.module_[0].weight.device
+            key = (s, dtype, device)
+            if key not in data_cache:
+                data_cache[key] = estimator._to_training_data(X_train, y_train, None)
+            data = data_cache[key]
+        except Exception:
+            # Let the ordinary fit raise (or score) the error as GridSearchCV does.
+            return None
+        job = BatchedJob(estimator, key, data.X, data.y, weights)
+        job.task = (c, s)
+        job.prepare_time = time.perf_counter() - started
+        return job
+
+    def _train_and_score(self, members, context, out):
+        """Train one group and fill ``out``; returns the indices to refit
+        ordinarily (failed fits when ``error_score="raise"``)."""
+        jobs = [job for _, job in members]
+        started = time.perf_counter()
+        BatchedGroup(jobs).run()
+        per_model = (time.perf_counter() - started) / len(jobs)
+        failed = []
+        for index, job in members:
+            if job.error is not None and self.error_score == "raise":
+                failed.append(index)  # the ordinary fit raises the real error
+                continue
+            out[index] = self._score_job(job, context, per_model)
+        return failed
+
+    def _score_job(self, job, context, fit_time):
+        train, test = context.splits[job.task[1]]
+        estimator = job.estimator
+        result = {"fit_error": job.error}
+        if job.error is not None:
+            error = self.error_score
+            if hasattr(context.scorers, "_scorers"):  # multimetric
+                scores = {name: error for name in context.scorers._scorers}
+            else:
+                scores = error
+            result["test_scores"] = scores
+            if context.return_train_score:
+                result["train_scores"] = copy.copy(scores)
+            score_time = 0.0
+        else:
+            score_params = context.routed.scorer.score
+            started = time.perf_counter()
+            X_test, y_test = _safe_split(estimator, context.X, context.y, test, train)
+            result["test_scores"] = _score(
+                estimator,
+                X_test,
+                y_test,
+                context.scorers,
+                _check_method_params(context.X, score_params, indices=test),
+                self.error_score,
+            )
+            score_time = time.perf_counter() - started
+            if context.return_train_score:
+                X_train, y_train = _safe_split(estimator, context.X, context.y, train)
+                result["train_scores"] = _score(
+                    estimator,
+                    X_train,
+                    y_train,
+                    context.scorers,
+                    _check_method_params(context.X, score_params, indices=train),
+                    self.error_score,
+                )
+        result["n_test_samples"] = _num_samples(test)
+        result["fit_time"] = fit_time + job.prepare_time
+        result["score_time"] = score_time
+        return result
+
+    # ------------------------------------------------------------- results
+
+    def _store_results(
+        self, base, candidates, out, scorers, refit_metric, X, y, routed
+    ):
+        """Aggregate ``out`` and refit, as ``GridSearchCV.fit`` does."""
+        _warn_or_raise_about_fit_failures(out, self.error_score)
+        if callable(self.scoring):
+            _insert_error_scores(out, self.error_score)
+        results = self._format_results(candidates, self.n_splits_, out)
+        self.multimetric_ = isinstance(out[0]["test_scores"], dict)
+        if callable(self.scoring) and self.multimetric_:
+            self._check_refit_for_multimetric(out[0]["test_scores"])
+            refit_metric = self.refit
+        if self.refit or not self.multimetric_:
+            self.best_index_ = self._select_best_index(
+                self.refit, refit_metric, results
+            )
+            if not callable(self.refit):
+                self.best_score_ = results[f"mean_test_{refit_metric}"][
+                    self.best_index_
+                ]
+            self.best_params_ = results["params"][self.best_index_]
+        if self.refit:
+            self.best_estimator_ = clone(base).set_params(
+                **clone(self.best_params_, safe=False)
+            )
+            started = time.time()
+            if y is None:
+                self.best_estimator_.fit(X, **routed.estimator.fit)
+            else:
+                self.best_estimator_.fit(X, y, **routed.estimator.fit)
+            self.refit_time_ = time.time() - started
+            if hasattr(self.best_estimator_, "feature_names_in_"):
+                self.feature_names_in_ = self.best_estimator_.feature_names_in_
+        self.scorer_ = getattr(scorers, "_scorers", scorers)
+        self.cv_results_ = results
+
+
+class _SearchContext:
+    """What every (candidate, split) evaluation of one ``fit`` call shares."""
+
+    def __init__(self, X, y, splits, candidates, routed, scorers, return_train):
+        self.X, self.y = X, y
+        self.splits = splits
+        self.candidates = candidates
+        self.routed = routed
+        self.scorers = scorers
+        self.return_train_score = return_train
+
+
+def _with_int_seed(estimator):
+    """Give a TorchMLPClassifier one int seed for the whole search."""
+    if not isinstance(estimator, TorchMLPClassifier):
+        return estimator
+    random_state = estimator.random_state
+    if not isinstance(random_state, Integral):
+        # A RandomState is deep-copied into every clone, which then draws the
+        # same first int: draw it once from a copy.
+        estimator.set_params(random_state=_seed_from(copy.deepcopy(random_state)))
+    return estimator
+
+
+def _batchable(estimator, context):
+    """Whether the batched loop reproduces ``estimator.fit`` exactly."""
+    if type(estimator) is not TorchMLPClassifier or context.y is None:
+        return False
+    fit_params = context.routed.estimator.fit
+    return (
+        estimator.solver in STOCHASTIC_SOLVERS
+        and not estimator.early_stopping
+        and not estimator.dropout
+        and not getattr(estimator, "_skl_callbacks", None)
+        and set(fit_params) <= {"sample_weight"}
+        and not sp.issparse(context.X)
+        and isinstance(estimator.random_state, Integral)
+    )
+
+
+def _group_key(job):
+    """Models with the same key run the same loop: they train together."""
+    estimator = job.estimator
+    n_samples = job.X.shape[0]
+    return (
+        n_samples,
+        job.X.shape[1],
+        job.X.dtype,
+        str(job.X.device),
+        estimator.solver,
+        estimator.activation,
+        estimator.n_layers_,
+        estimator._batch_size(n_samples),
+        bool(estimator.shuffle),
+        estimator._target_encoder.target_type,
+        estimator.n_outputs_,
+    )

@@ -1,0 +1,212 @@
+"""BatchedGridSearchCV: the same results as GridSearchCV, trained in batches."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+from skorchlite._training import TrainingDivergedError
+
+BASE = {"max_iter": 15, "random_state": 0, "batch_size": 32}
+
+
+def brier(estimator, X, y):
+    """A callable scorer sensitive to every probability (multilabel too)."""
+    proba = estimator.predict_proba(X)
+    if proba.shape != np.shape(y):  # binary / multiclass: one-hot y
+        y = (np.asarray(y)[:, None] == estimator.classes_).astype(float)
+    return -np.mean((proba - y) ** 2)
+
+
+SCORING = {"accuracy": "accuracy", "brier": brier}
+
+
+def both(estimator, grid, X, y, **kwargs):
+    """Fit GridSearchCV and BatchedGridSearchCV alike; return both."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = GridSearchCV(estimator, grid, **kwargs).fit(X, y)
+        batched = BatchedGridSearchCV(estimator, grid, **kwargs).fit(X, y)
+    return plain, batched
+
+
+def assert_same_results(plain, batched, atol=1e-10):
+    assert plain.cv_results_["params"] == batched.cv_results_["params"]
+    for key, value in plain.cv_results_.items():
+        if key.startswith(("split", "mean_t", "std_t")):
+            assert_allclose(batched.cv_results_[key], value, atol=atol, err_msg=key)
+        elif key.startswith(("param_", "rank_")):
+            assert_array_equal(batched.cv_results_[key], value, err_msg=key)
+    assert set(batched.cv_results_) == set(plain.cv_results_)
+    if hasattr(plain, "best_index_"):
+        assert batched.best_index_ == plain.best_index_
+        assert batched.best_params_ == plain.best_params_
+
+
+GRID = {
+    "hidden_layer_sizes": [(4,), (8,)],
+    "learning_rate_init": [0.01, 0.05],
+    "alpha": [1e-4, 0.5],
+}
+
+
+@pytest.mark.parametrize("target", ["moons", "blobs", "multilabel"])
+def test_matches_grid_search_cv(target, request):
+    X, y = request.getfixturevalue(target)
+    plain, batched = both(
+        TorchMLPClassifier(**BASE), GRID, X, y, cv=3, scoring=SCORING, refit="brier"
+    )
+    assert_same_results(plain, batched)
+    # Nothing fell back, and the uneven folds (n=100, 90 or 60 rows, 3 folds)
+    # made one group per training-set size.
+    assert batched.n_batched_fits_ == 8 * 3
+    assert isinstance(batched.best_estimator_, TorchMLPClassifier)
+    assert_allclose(
+        batched.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-12
+    )
+
+
+def test_optimizer_parameters_and_class_weight_vary_in_one_batch(blobs):
+    X, y = blobs
+    y = np.where(y == 2, 1, y)  # imbalanced: class_weight matters
+    grid = [
+        {
+            "solver": ["adam", "adamw"],
+            "beta_1": [0.8, 0.9],
+            "beta_2": [0.99, 0.999],
+            "class_weight": [None, "balanced"],
+            "max_grad_norm": [None, 0.5],
+        },
+        {
+            "solver": ["sgd"],
+            "momentum": [0.0, 0.9],
+            "nesterovs_momentum": [True, False],
+            "learning_rate": ["constant", "invscaling", "adaptive"],
+            "learning_rate_init": [0.05],
+            "n_iter_no_change": [2],
+            "tol": [1e-2],
+        },
+    ]
+    plain, batched = both(
+        TorchMLPClassifier(hidden_layer_sizes=(6,), **BASE),
+        grid,
+        X,
+        y,
+        cv=KFold(3, shuffle=True, random_state=0),
+        scoring=brier,
+        return_train_score=True,
+    )
+    assert_same_results(plain, batched)
+    assert batched.n_batched_fits_ == len(batched.cv_results_["params"]) * 3
+    assert batched.n_batch_groups_ == 3  # adam, adamw, sgd (equal folds)
+
+
+def test_logistic_padding_and_sample_weight(moons, rng):
+    X, y = moons
+    sample_weight = rng.integers(0, 3, len(y)).astype(float)
+    plain, batched = both(
+        TorchMLPClassifier(activation="logistic", **BASE),
+        {"hidden_layer_sizes": [(3,), (9,)], "learning_rate_init": [0.02, 0.1]},
+        X,
+        y,
+        cv=4,
+        scoring=brier,
+    )
+    assert_same_results(plain, batched)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grid = {"hidden_layer_sizes": [(3,), (9,)]}
+        est = TorchMLPClassifier(**BASE)
+        plain = GridSearchCV(est, grid, cv=4, scoring=brier)
+        plain.fit(X, y, sample_weight=sample_weight)
+        batched = BatchedGridSearchCV(est, grid, cv=4, scoring=brier)
+        batched.fit(X, y, sample_weight=sample_weight)
+    assert_same_results(plain, batched)
+    assert batched.n_batched_fits_ == 8
+
+
+def test_unsupported_candidates_fall_back_to_ordinary_fits(moons):
+    X, y = moons
+    grid = [
+        {"solver": ["lbfgs"], "max_iter": [20]},
+        {"early_stopping": [True]},
+        {"dropout": [0.2]},
+        {"learning_rate_init": [0.01]},
+    ]
+    plain, batched = both(
+        TorchMLPClassifier(hidden_layer_sizes=(5,), **BASE), grid, X, y, cv=2
+    )
+    assert_same_results(plain, batched, atol=0)
+    assert batched.n_batched_fits_ == 2  # only the last candidate, on 2 folds
+
+    pipeline = make_pipeline(StandardScaler(), TorchMLPClassifier(**BASE))
+    grid = {"torchmlpclassifier__learning_rate_init": [0.01, 0.1]}
+    plain, batched = both(pipeline, grid, X, y, cv=2)
+    assert_same_results(plain, batched, atol=0)
+    assert batched.n_batched_fits_ == 0
+
+
+def test_diverged_fits_get_error_score(moons):
+    X, y = moons
+    estimator = TorchMLPClassifier(solver="sgd", hidden_layer_sizes=(4,), **BASE)
+    grid = {"learning_rate_init": [0.01, 1e12]}
+    with pytest.warns(FitFailedWarning, match="TrainingDivergedError"):
+        search = BatchedGridSearchCV(estimator, grid, cv=2).fit(X, y)
+    assert np.isnan(search.cv_results_["mean_test_score"][1])
+    assert search.best_params_ == {"learning_rate_init": 0.01}
+    with pytest.raises(TrainingDivergedError, match="diverged"):
+        BatchedGridSearchCV(estimator, grid, cv=2, error_score="raise").fit(X, y)
+
+
+def test_interface_and_refit(moons):
+    X, y = moons
+    grid = {"learning_rate_init": [0.01, 0.05]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = BatchedGridSearchCV(
+            TorchMLPClassifier(hidden_layer_sizes=(4,), max_iter=10), grid, cv=2
+        ).fit(X, y)
+        # random_state=None: one int seed for the whole search, kept on the
+        # refit model, which a plain fit with that seed reproduces.
+        seed = search.best_estimator_.random_state
+        assert isinstance(seed, int)
+        alone = TorchMLPClassifier(
+            hidden_layer_sizes=(4,), max_iter=10, random_state=seed
+        ).set_params(**search.best_params_)
+        alone.fit(X, y)
+    assert_array_equal(search.predict_proba(X), alone.predict_proba(X))
+    assert_array_equal(search.predict(X), alone.predict(X))
+    assert search.score(X, y) == alone.score(X, y)
+    assert_array_equal(search.classes_, [0, 1])
+    assert search.n_features_in_ == 2
+    for k in range(2):
+        assert f"split{k}_test_score" in search.cv_results_
+    assert {"mean_fit_time", "std_score_time", "rank_test_score"} <= set(
+        search.cv_results_
+    )
+
+    no_refit = BatchedGridSearchCV(
+        TorchMLPClassifier(**BASE), grid, cv=2, refit=False
+    ).fit(X, y)
+    assert not hasattr(no_refit, "best_estimator_")
+    with pytest.raises(AttributeError):
+        no_refit.predict(X)
+
+
+def test_bad_grid_gets_sklearn_errors(moons):
+    X, y = moons
+    with pytest.raises(TypeError, match="Parameter grid"):
+        BatchedGridSearchCV(TorchMLPClassifier(), {"alpha": 1.0}).fit(X, y)
+    # An invalid value fails its fits (like GridSearchCV): error_score.
+    search = BatchedGridSearchCV(
+        TorchMLPClassifier(**BASE), {"alpha": [-1.0, 1e-4]}, cv=2
+    )
+    with pytest.warns(FitFailedWarning, match="alpha"):
+        search.fit(X, y)
+    assert search.best_params_ == {"alpha": 1e-4}
