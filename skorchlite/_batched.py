@@ -22,7 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from ._mlp import ACTIVATIONS, linear_layers
-from ._training import DIVERGED_LOSS_FACTOR, History, LearningRateSchedule
+from . import _training
+from ._training import History, LearningRateSchedule
+
+# The loop's "blew up" rule (see Trainer.run); infinite where it only checks
+# for non-finite losses.
+DIVERGED_LOSS_FACTOR = getattr(_training, "DIVERGED_LOSS_FACTOR", math.inf)
 
 
 @dataclass
