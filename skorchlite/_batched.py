@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._mlp import ACTIVATIONS, linear_layers
 from . import _training
+from ._mlp import ACTIVATIONS, linear_layers
 from ._training import History, LearningRateSchedule
 
 # The loop's "blew up" rule (see Trainer.run); infinite where it only checks
