@@ -397,6 +397,10 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
+    # Training needs autograd even when called inside the user's no_grad() or
+    # inference_mode() block (where the module would otherwise not learn).
+    @torch.inference_mode(False)
+    @torch.enable_grad()
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
@@ -610,7 +614,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
 
     def _train_lbfgs(self, data, history):
-        n_iter, loss = fit_lbfgs(
+        n_iter, loss, n_evals = fit_lbfgs(
             self.module_,
             self._objective(),
             data,
@@ -624,11 +628,12 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         history.loss = loss
         self._history = history
         self.n_iter_, self.t_, self.loss_ = history.n_iter, history.t, loss
-        if n_iter >= self.max_iter:
+        if n_iter >= self.max_iter or n_evals >= self.max_fun:
+            limit = "max_iter" if n_iter >= self.max_iter else "max_fun"
             warnings.warn(
-                f"lbfgs failed to converge after {n_iter} iteration(s): reached "
-                "max_iter. Increase the number of iterations (max_iter) or scale "
-                "the data.",
+                f"lbfgs failed to converge after {n_iter} iteration(s) and "
+                f"{n_evals} loss evaluation(s): reached {limit}. Increase "
+                f"{limit} or scale the data.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -714,7 +719,12 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         def validate():
             with torch.inference_mode():
                 self.module_.eval()
-                logits = self.module_(_dense(validation))
+                logits = torch.cat(
+                    [
+                        self.module_(batch)
+                        for batch in _dense_batches(validation, self.predict_batch_size)
+                    ]
+                )
                 self.module_.train()
                 losses = per_sample_loss(logits, validation.y)
                 if encoder.target_type == "multiclass":
@@ -934,7 +944,8 @@ def _as_tensor(array, dtype, device):
     return torch.from_numpy(array).to(device=device, dtype=dtype)
 
 
-def _dense(data):
-    if data.is_sparse:
-        return dense_rows(data.X, data.dtype, data.device)
-    return data.X
+def _dense_batches(data, batch_size):
+    """``data.X`` in dense batches of ``batch_size`` rows (sparse: one at a time)."""
+    for start in range(0, data.n_samples, batch_size):
+        rows = data.X[start : start + batch_size]
+        yield dense_rows(rows, data.dtype, data.device) if data.is_sparse else rows

@@ -132,7 +132,13 @@ def seeded_torch_rng(seed, device):
             devices=[device.index or 0], device_type=device.type
         )
     with fork:
-        torch.manual_seed(seed)
+        # Seed only the generators that fork_rng restores: torch.manual_seed
+        # would also reseed every other device's for good (and costs ~1 ms).
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+        elif device.type == "mps":
+            torch.mps.manual_seed(seed)
         yield
 
 

@@ -75,7 +75,11 @@ def build_mlp(
     factor = 2.0 if activation == "logistic" else 6.0
     layers = []
     for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
-        linear = nn.Linear(fan_in, fan_out, dtype=dtype, device="meta")
+        # Drawn in float64 whatever ``dtype`` (like MLPClassifier, which casts
+        # its float64 draws): float32 and float64 models start from the same
+        # weights, where drawing in float32 would consume the generator
+        # differently.
+        linear = nn.Linear(fan_in, fan_out, dtype=torch.float64, device="meta")
         linear = linear.to_empty(device="cpu")
         bound = math.sqrt(factor / (fan_in + fan_out))
         with torch.no_grad():
@@ -86,7 +90,7 @@ def build_mlp(
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers).to(device)
+    return nn.Sequential(*layers).to(device=device, dtype=dtype)
 
 
 def linear_layers(module):

@@ -16,7 +16,13 @@ from ._progress import EpochListener
 
 
 class TrainingDivergedError(ValueError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or blew up."""
+
+
+# In float64 an exploding loss can take dozens of epochs to overflow, and the
+# stopping rule ends such a fit first: a loss this many times above the lowest
+# one seen (and above 1) counts as diverged too.
+DIVERGED_LOSS_FACTOR = 1e6
 
 
 @dataclass
@@ -261,6 +267,7 @@ class Trainer:
         """
         best_state = None
         stopped_early = False
+        lowest_loss = min(history.loss_curve, default=math.inf)
         progress = self.progress
         progress.start(max_epochs)
         self.module.train()
@@ -276,13 +283,16 @@ class Trainer:
                 loss = self._epoch(data, batch_size, permutation).item()
                 history.n_iter += 1
                 history.t += data.n_samples
-                if not math.isfinite(loss):
+                if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(
+                    lowest_loss, 1.0
+                ):
                     raise TrainingDivergedError(
                         f"Training diverged at epoch {history.n_iter}: the loss "
                         f"became {loss}. Lower learning_rate_init (it is "
                         f"{self.schedule.learning_rate_init}), set max_grad_norm to "
                         "clip gradients, or scale X (e.g. with StandardScaler)."
                     )
+                lowest_loss = min(lowest_loss, loss)
                 history.loss = loss
                 history.loss_curve.append(loss)
                 validation = None
@@ -358,6 +368,8 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
     -------
     n_iter : int
     loss : float
+    n_evals : int
+        Number of loss evaluations; ``max_fun`` was reached if it is not less.
     """
     X = dense_rows(data.X, data.dtype, data.device) if data.is_sparse else data.X
     parameters = list(module.parameters())
@@ -409,7 +421,8 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
             f"L-BFGS diverged: the loss became {loss}. Scale X (e.g. with "
             "StandardScaler) or increase alpha."
         )
-    return optimizer.state[parameters[0]].get("n_iter", 0), loss
+    state = optimizer.state[parameters[0]]
+    return state.get("n_iter", 0), loss, state.get("func_evals", 0)
 
 
 def _copy_state(module):

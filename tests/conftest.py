@@ -1,0 +1,90 @@
+"""Shared data sets and fitted estimators for the behaviour tests.
+
+Fitted fixtures are module-scoped and shared: tests must not mutate them
+(``clone`` or ``copy.deepcopy`` first).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs, make_moons, make_multilabel_classification
+from sklearn.exceptions import ConvergenceWarning
+
+from skorchlite import TorchMLPClassifier
+
+# Small networks and few epochs keep every fit in the tens of milliseconds.
+SMALL = {"hidden_layer_sizes": (8,), "max_iter": 10, "random_state": 0}
+
+
+def _fit_quietly(estimator, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+@pytest.fixture
+def make_clf():
+    """Factory of small TorchMLPClassifiers: ``make_clf(**overrides)``."""
+
+    def make(**params):
+        return TorchMLPClassifier(**{**SMALL, **params})
+
+    return make
+
+
+@pytest.fixture
+def fit_quietly():
+    """``fit_quietly(estimator, X, y, **fit_params)``: fit, ignoring
+    ConvergenceWarning (expected with the few epochs used in tests)."""
+    return _fit_quietly
+
+
+@pytest.fixture(scope="session")
+def moons():
+    """Binary data: 100 rows, 2 features."""
+    return make_moons(100, noise=0.1, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    """Well separated 3-class data: 90 rows, 4 features."""
+    return make_blobs(90, n_features=4, centers=3, cluster_std=1.0, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def multilabel():
+    """Multilabel indicator targets: 60 rows, 6 features, 4 labels."""
+    return make_multilabel_classification(60, n_features=6, n_classes=4, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted_binary(moons):
+    X, y = moons
+    clf = TorchMLPClassifier(
+        hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=40, random_state=0
+    )
+    return _fit_quietly(clf, X, y)
+
+
+@pytest.fixture(scope="module")
+def fitted_multiclass(blobs):
+    X, y = blobs
+    clf = TorchMLPClassifier(
+        hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=30, random_state=0
+    )
+    return _fit_quietly(clf, X, y)
+
+
+@pytest.fixture(scope="module")
+def fitted_multilabel(multilabel):
+    X, Y = multilabel
+    clf = TorchMLPClassifier(
+        hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=30, random_state=0
+    )
+    return _fit_quietly(clf, X, Y)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
