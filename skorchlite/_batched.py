@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _training
+from ._device import cpu_threads_for, torch_threads
 from ._mlp import ACTIVATIONS, linear_layers
 from ._training import History, LearningRateSchedule
 
@@ -334,7 +335,22 @@ class BatchedGroup:
         return epoch_loss, step
 
     def run(self):
-        """Train every job; set each estimator's weights and fitted history."""
+        """Train every job; set each estimator's weights and fitted history.
+
+        On the CPU the loop uses as many torch threads as the widest model's
+        own fit would (one for small networks): the stacked steps are too short
+        for threads to pay off, and extra threads on busy cores slow every
+        small op down by orders of magnitude (see DESIGN.md).
+        """
+        widest = max(
+            (job.estimator.module_ for job in self.jobs),
+            key=lambda module: sum(p.numel() for p in module.parameters()),
+        )
+        threads = cpu_threads_for(widest, self.batch_size, backward=True)
+        with torch_threads(threads):
+            self._run()
+
+    def _run(self):
         self._stack_data()
         self._stack_parameters()
         self._hyperparameters()

@@ -27,6 +27,7 @@ from sklearn.utils.validation import _check_method_params, _num_samples, indexab
 
 from ._batched import BatchedGroup, BatchedJob
 from ._classifier import STOCHASTIC_SOLVERS, TorchMLPClassifier, _seed_from
+from ._mlp import linear_layers
 
 
 class BatchedGridSearchCV(GridSearchCV):
@@ -197,7 +198,8 @@ class BatchedGridSearchCV(GridSearchCV):
                 fallback.append(index)
             else:
                 groups[_group_key(job)].append((index, job))
-        for members in groups.values():
+        groups = [part for group in groups.values() for part in _split_by_width(group)]
+        for members in groups:
             failed = self._train_and_score(members, context, out)
             fallback.extend(failed)
         self.n_batched_fits_ = len(tasks) - len(fallback)
@@ -410,6 +412,35 @@ def _batchable(estimator, context):
         and not sp.issparse(context.X)
         and isinstance(estimator.random_state, Integral)
     )
+
+
+# A group whose stacked hidden activations exceed this many numbers is split by
+# width: its steps are then memory-bound, and padding narrow models to the
+# widest would only add work. Smaller groups are dominated by per-step
+# overhead, so padding them into one run is cheaper.
+PAD_ALL_MAX_ACTIVATIONS = 2**16
+
+
+def _split_by_width(members):
+    """Split a large group into sub-groups of similar widths (powers of 2)."""
+
+    def widths(job):
+        return [
+            layer.out_features for layer in linear_layers(job.estimator.module_)[:-1]
+        ]
+
+    def activations(group):
+        widest = [max(w) for w in zip(*(widths(job) for _, job in group), strict=True)]
+        job = group[0][1]
+        return len(group) * job.estimator._batch_size(job.X.shape[0]) * sum(widest)
+
+    if activations(members) <= PAD_ALL_MAX_ACTIVATIONS:
+        return [members]
+    buckets = defaultdict(list)
+    for member in members:
+        key = tuple(1 << (w - 1).bit_length() for w in widths(member[1]))
+        buckets[key].append(member)
+    return list(buckets.values())
 
 
 def _group_key(job):
