@@ -54,7 +54,16 @@ class TargetEncoder:
         """Infer the target type from ``y`` (and ``classes`` in partial_fit)."""
         target_type = check_target_type(y)
         if target_type == "multilabel-indicator":
-            return cls(np.arange(y.shape[1]), target_type)
+            labels = np.arange(y.shape[1])
+            if classes is not None and (
+                len(classes) != len(labels) or set(classes) != set(labels.tolist())
+            ):
+                raise ValueError(
+                    f"y is a multilabel indicator matrix of {len(labels)} labels, so "
+                    f"classes must be their column indices {labels.tolist()}; got "
+                    f"{list(classes)!r}."
+                )
+            return cls(labels, target_type)
         classes = unique_labels(y) if classes is None else unique_labels(classes)
         if len(classes) < 2:
             raise ValueError(

@@ -319,11 +319,20 @@ def test_partial_fit_accepts_classes_missing_from_first_batch(make_clf, blobs):
         clf.partial_fit(X, y + 1)
 
 
-def test_partial_fit_unavailable_for_lbfgs():
-    clf = TorchMLPClassifier(solver="lbfgs")
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"solver": "lbfgs"}, "lbfgs is not stochastic"),
+        ({"early_stopping": True}, "early_stopping=True"),
+        ({"class_weight": "balanced"}, "class_weight='balanced'"),
+    ],
+)
+def test_partial_fit_unavailable(params, reason):
+    clf = TorchMLPClassifier(**params)
     assert not hasattr(clf, "partial_fit")
-    with pytest.raises(AttributeError, match="partial_fit"):
+    with pytest.raises(AttributeError, match="partial_fit") as info:
         clf.partial_fit([[0.0], [1.0]], [0, 1], classes=[0, 1])
+    assert reason in str(info.value.__cause__)
 
 
 # --------------------------------------------------------- early stopping

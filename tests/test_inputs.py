@@ -335,6 +335,21 @@ def test_partial_fit_with_other_classes_later(make_clf, moons):
         clf.partial_fit(X, y, classes=[0, 1, 2])
 
 
+@pytest.mark.parametrize("classes", [[0, 1], ["a", "b", "c", "d"], [0, 1, 2, 2]])
+def test_partial_fit_multilabel_classes_must_be_the_columns(
+    make_clf, multilabel, classes
+):
+    X, Y = multilabel  # 4 labels
+    clf = make_clf()
+    with pytest.raises(ValueError, match=re.escape("column indices [0, 1, 2, 3]")):
+        clf.partial_fit(X, Y, classes=classes)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    clf.partial_fit(X, Y, classes=[0, 1, 2, 3])
+    clf.partial_fit(X, Y, classes=[0, 1, 2, 3])
+    assert clf.n_iter_ == 2
+
+
 @pytest.mark.parametrize("device", ["nonsense", "cuda:99", "mps:7x"])
 def test_nonexistent_device(make_clf, moons, device):
     X, y = moons
