@@ -1,0 +1,479 @@
+"""Side-by-side benchmark: TorchMLPClassifier, sklearn's MLPClassifier, skorch.
+
+Run ``python benchmarks/run.py`` (``--quick`` for a smoke run). Every figure is
+the median of ``--repeats`` runs in this one process; ratios are taken run by
+run, so a machine that drifts affects both sides alike. The markdown report is
+printed and written to ``benchmarks/results.md``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_digits,
+    make_blobs,
+    make_circles,
+    make_classification,
+    make_moons,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+
+try:
+    from skorch import NeuralNetClassifier
+except ImportError:  # skorch is optional: pip install ".[bench]"
+    NeuralNetClassifier = None
+
+HERE = Path(__file__).parent
+
+
+def spirals(n_per_class=100, n_classes=3, seed=42):
+    """The CS231n spiral data set."""
+    rng = np.random.RandomState(seed)
+    X, y = [], []
+    for label in range(n_classes):
+        radius = np.linspace(0.0, 1, n_per_class)
+        theta = np.linspace(label * 4, (label + 1) * 4, n_per_class)
+        theta += rng.randn(n_per_class) * 0.2
+        X.append(np.c_[radius * np.sin(theta), radius * np.cos(theta)])
+        y.append(np.full(n_per_class, label))
+    return np.vstack(X), np.concatenate(y)
+
+
+def datasets(quick):
+    n_big = 20_000 if quick else 100_000
+    return {
+        "moons": make_moons(1000, noise=0.07, random_state=42),
+        "circles": make_circles(1000, noise=0.03, random_state=42),
+        "blobs (4 classes)": make_blobs(
+            1000, n_features=2, centers=4, cluster_std=1.5, random_state=42
+        ),
+        "spirals (3 classes)": spirals(),
+        "digits": load_digits(return_X_y=True),
+        "breast cancer": load_breast_cancer(return_X_y=True),
+        f"synthetic {n_big:,} x 50, 5 classes": make_classification(
+            n_big, 50, n_informative=20, n_classes=5, random_state=42
+        ),
+    }
+
+
+class SkorchMLP(torch.nn.Module):
+    """The same network as the two others: one hidden ReLU layer of 100."""
+
+    def __init__(self, n_features, n_classes):
+        super().__init__()
+        self.layers = torch.nn.Sequential(
+            torch.nn.Linear(n_features, 100),
+            torch.nn.ReLU(),
+            torch.nn.Linear(100, n_classes),
+        )
+
+    def forward(self, X):
+        return self.layers(X)
+
+
+def same_config(library, n_features, n_classes, epochs):
+    """One hidden layer of 100, Adam 1e-3, batch 200, exactly ``epochs`` epochs."""
+    fixed = dict(
+        hidden_layer_sizes=(100,),
+        solver="adam",
+        learning_rate_init=1e-3,
+        batch_size=200,
+        max_iter=epochs,
+        n_iter_no_change=epochs + 1,
+        early_stopping=False,
+        random_state=0,
+    )
+    if library == "skorchlite":
+        return TorchMLPClassifier(**fixed)
+    if library == "sklearn":
+        return MLPClassifier(**fixed)
+    return NeuralNetClassifier(
+        SkorchMLP,
+        module__n_features=n_features,
+        module__n_classes=n_classes,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        batch_size=200,
+        max_epochs=epochs,
+        train_split=None,
+        verbose=0,
+    )
+
+
+def default_config(library, n_features, n_classes):
+    if library == "skorchlite":
+        return TorchMLPClassifier(random_state=0)
+    if library == "sklearn":
+        return MLPClassifier(random_state=0)
+    return NeuralNetClassifier(
+        SkorchMLP,
+        module__n_features=n_features,
+        module__n_classes=n_classes,
+        criterion=torch.nn.CrossEntropyLoss,
+        verbose=0,
+    )
+
+
+def libraries():
+    return ["skorchlite", "sklearn"] + (["skorch"] if NeuralNetClassifier else [])
+
+
+def timed_fit(estimator, X, y):
+    start = time.perf_counter()
+    estimator.fit(X, y)
+    return time.perf_counter() - start
+
+
+def prepare(X, y):
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.2, random_state=42, stratify=y
+    )
+    scaler = StandardScaler().fit(X_train)
+    # float32 for skorch's sake; the two others get the same arrays.
+    X_train = scaler.transform(X_train).astype(np.float32)
+    X_test = scaler.transform(X_test).astype(np.float32)
+    return X_train, X_test, y_train.astype(np.int64), y_test.astype(np.int64)
+
+
+def bench_fits(data, make, repeats):
+    """Median fit seconds and test accuracy per library, ratios per run."""
+    rows = []
+    for name, (X, y) in data.items():
+        X_train, X_test, y_train, y_test = prepare(X, y)
+        n_classes = len(np.unique(y))
+        seconds = {lib: [] for lib in libraries()}
+        accuracy = {}
+        for _ in range(repeats):
+            for lib in libraries():
+                estimator = make(lib, X_train.shape, n_classes)
+                seconds[lib].append(timed_fit(estimator, X_train, y_train))
+                accuracy[lib] = float(np.mean(estimator.predict(X_test) == y_test))
+        rows.append(
+            {
+                "dataset": name,
+                "rows": len(X_train),
+                "seconds": {lib: statistics.median(s) for lib, s in seconds.items()},
+                "accuracy": accuracy,
+                "ratio": {
+                    lib: statistics.median(
+                        a / b for a, b in zip(seconds["skorchlite"], s, strict=True)
+                    )
+                    for lib, s in seconds.items()
+                    if lib != "skorchlite"
+                },
+            }
+        )
+        print(f"  {name}: {json.dumps(rows[-1]['seconds'])}", file=sys.stderr)
+    return rows
+
+
+def bench_predict(repeats, n_rows):
+    """Single-row latency, throughput on ``n_rows`` rows, and peak memory."""
+    X, y = make_classification(5000, 50, n_informative=20, n_classes=5, random_state=0)
+    X = X.astype(np.float32)
+    fitted = {
+        "skorchlite": same_config("skorchlite", 50, 5, 5).fit(X, y),
+        "sklearn": same_config("sklearn", 50, 5, 5).fit(X, y),
+    }
+    big = np.random.default_rng(0).standard_normal((n_rows, 50), dtype=np.float32)
+    results = {}
+    for lib, estimator in fitted.items():
+        row = X[:1]
+        for _ in range(50):
+            estimator.predict(row)
+        latencies = []
+        for _ in range(repeats * 200):
+            start = time.perf_counter()
+            estimator.predict(row)
+            latencies.append(time.perf_counter() - start)
+        throughput = [timed_predict(estimator, big) for _ in range(repeats)]
+        results[lib] = {
+            "latency_us": statistics.median(latencies) * 1e6,
+            "rows_per_s": n_rows / statistics.median(throughput),
+            "peak_mb": predict_peak_memory(lib, n_rows),
+        }
+    return results
+
+
+def timed_predict(estimator, X):
+    start = time.perf_counter()
+    estimator.predict(X)
+    return time.perf_counter() - start
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys, numpy as np, warnings
+warnings.simplefilter("ignore")
+from sklearn.datasets import make_classification
+sys.path.insert(0, {benchmarks!r})
+from run import same_config
+X, y = make_classification(5000, 50, n_informative=20, n_classes=5, random_state=0)
+est = same_config({lib!r}, 50, 5, 2).fit(X.astype(np.float32), y)
+big = np.random.default_rng(0).standard_normal(({n_rows}, 50), dtype=np.float32)
+est.predict(big[:1000])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+est.predict(big)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024)
+"""
+
+
+def predict_peak_memory(lib, n_rows):
+    """MB by which predict on ``n_rows`` raised the peak RSS of a fresh process."""
+    script = PEAK_MEMORY_SCRIPT.format(benchmarks=str(HERE), lib=lib, n_rows=n_rows)
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def bench_grid_search(repeats):
+    """GridSearchCV(n_jobs=2), 3 sizes x 3 learning rates x 5 folds, on moons."""
+    X, y = make_moons(1000, noise=0.07, random_state=42)
+    grid = {
+        "mlp__hidden_layer_sizes": [(10,), (50,), (100,)],
+        "mlp__learning_rate_init": [1e-3, 3e-3, 1e-2],
+    }
+    results = {}
+    for lib, estimator in [
+        ("skorchlite", TorchMLPClassifier(random_state=0)),
+        ("sklearn", MLPClassifier(random_state=0)),
+    ]:
+        pipeline = Pipeline([("scale", StandardScaler()), ("mlp", estimator)])
+        times, scores = [], []
+        for _ in range(repeats):
+            search = GridSearchCV(pipeline, grid, cv=5, n_jobs=2)
+            times.append(timed_fit(search, X, y))
+            scores.append(search.best_score_)
+        results[lib] = {
+            "seconds": statistics.median(times),
+            "best_score": statistics.median(scores),
+        }
+    return results
+
+
+BATCHED_GRID = {
+    "hidden_layer_sizes": [(10,), (50,), (100,)],
+    "learning_rate_init": [1e-3, 3e-3, 1e-2, 3e-2],
+}
+
+
+def bench_batched_search(repeats):
+    """Issue 7: BatchedGridSearchCV against GridSearchCV, 3 x 4 grid, 5 folds.
+
+    sklearn's MLPClassifier runs with n_jobs=1 and TorchMLPClassifier with
+    n_jobs=2, as the issue asks; all use random_state=0 and their defaults
+    (max_iter=200, tol-based stopping). Digits is scaled to [0, 1].
+    """
+    digits_X, digits_y = load_digits(return_X_y=True)
+    data = {
+        "moons (1000)": make_moons(1000, noise=0.07, random_state=42),
+        "digits": (digits_X / 16.0, digits_y),
+    }
+    searches = {
+        "BatchedGridSearchCV(TorchMLPClassifier)": lambda: BatchedGridSearchCV(
+            TorchMLPClassifier(random_state=0), BATCHED_GRID, cv=5
+        ),
+        "GridSearchCV(MLPClassifier, n_jobs=1)": lambda: GridSearchCV(
+            MLPClassifier(random_state=0), BATCHED_GRID, cv=5, n_jobs=1
+        ),
+        "GridSearchCV(TorchMLPClassifier, n_jobs=2)": lambda: GridSearchCV(
+            TorchMLPClassifier(random_state=0), BATCHED_GRID, cv=5, n_jobs=2
+        ),
+    }
+    results = {}
+    for name, (X, y) in data.items():
+        for label, make in searches.items():
+            times, scores = [], []
+            for _ in range(repeats):
+                search = make()
+                times.append(timed_fit(search, X, y))
+                scores.append(search.best_score_)
+            results[name, label] = {
+                "seconds": statistics.median(times),
+                "best_score": statistics.median(scores),
+                "best_params": search.best_params_,
+            }
+            print(f"  {name}, {label}: {results[name, label]}", file=sys.stderr)
+    return results
+
+
+def batched_search_table(results, repeats):
+    lines = [
+        "### Batched grid search (issue 7): 3 hidden sizes x 4 learning rates "
+        "x 5 folds = 60 fits",
+        "",
+        f"Median of {repeats} run(s); the machine is shared, so wall times are noisy.",
+        "",
+        "| data | search | wall s | speed-up of batched | best score | best params |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (data, label), r in results.items():
+        batched = results[data, "BatchedGridSearchCV(TorchMLPClassifier)"]
+        lines.append(
+            f"| {data} | {label} | {r['seconds']:.2f} | "
+            f"{r['seconds'] / batched['seconds']:.1f}x | {r['best_score']:.4f} | "
+            f"{r['best_params']} |"
+        )
+    return lines
+
+
+def machine():
+    cpu = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{platform.platform()}, {cpu}, {os.cpu_count()} logical cores; "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
+        f"skorch {'not installed' if NeuralNetClassifier is None else 'installed'}"
+    )
+
+
+def fmt_row(row, libs):
+    cells = [row["dataset"], str(row["rows"])]
+    cells += [f"{row['seconds'][lib]:.3f}" for lib in libs]
+    cells += [f"{row['ratio'][lib]:.2f}" for lib in libs if lib != "skorchlite"]
+    cells += [f"{row['accuracy'][lib]:.3f}" for lib in libs]
+    return "| " + " | ".join(cells) + " |"
+
+
+def fit_table(rows, title, epochs_note):
+    libs = libraries()
+    others = [lib for lib in libs if lib != "skorchlite"]
+    header = (
+        ["dataset", "train rows"]
+        + [f"{lib} fit s" for lib in libs]
+        + [f"ours/{lib}" for lib in others]
+        + [f"{lib} acc" for lib in libs]
+    )
+    lines = [f"### {title}", "", epochs_note, ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [fmt_row(row, libs) for row in rows]
+    return lines
+
+
+def report(args, same, defaults, predict, search):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Command: `python benchmarks/run.py{' --quick' if args.quick else ''}` "
+        f"({args.repeats} repeats, medians; ratios are medians of per-run ratios).",
+        "",
+        f"Machine: {machine()}.",
+        "",
+    ]
+    lines += fit_table(
+        same,
+        "Same configuration",
+        f"One hidden layer of 100, Adam 1e-3, batch 200, {args.epochs} epochs on "
+        "the small sets and "
+        f"{args.big_epochs} on the synthetic one, no early stopping; standardized "
+        f"float32 X. Seconds per epoch = fit seconds / epochs.",
+    )
+    lines += [""]
+    lines += fit_table(
+        defaults,
+        "Each library's defaults",
+        "skorch's defaults: SGD lr 0.01, 10 epochs (the module is the same MLP).",
+    )
+    lines += ["", "### Predict", ""]
+    lines += [
+        "| library | single-row latency (µs) | rows/s on "
+        f"{args.predict_rows:,} rows | peak memory of that predict (MB) |",
+        "|---|---|---|---|",
+    ]
+    for lib, r in predict.items():
+        lines.append(
+            f"| {lib} | {r['latency_us']:.0f} | {r['rows_per_s']:,.0f} | "
+            f"{r['peak_mb']:.0f} |"
+        )
+    lines += ["", "### GridSearchCV(n_jobs=2) on moons, 3 x 3 grid, 5 folds", ""]
+    lines += ["| library | wall s | best score |", "|---|---|---|"]
+    for lib, r in search.items():
+        lines.append(f"| {lib} | {r['seconds']:.2f} | {r['best_score']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller, faster run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--big-epochs", type=int, default=5)
+    parser.add_argument("--predict-rows", type=int, default=1_000_000)
+    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    parser.add_argument(
+        "--batched-search",
+        action="store_true",
+        help="only the batched grid search comparison (issue 7); writes "
+        "benchmarks/results_batched_search.md",
+    )
+    args = parser.parse_args()
+    if args.batched_search:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lines = batched_search_table(bench_batched_search(args.repeats), args.repeats)
+        text = "\n".join([f"Machine: {machine()}.", "", *lines]) + "\n"
+        print(text)
+        (HERE / "results_batched_search.md").write_text(text)
+        return
+    if args.quick:
+        args.repeats, args.epochs, args.big_epochs = 1, 10, 2
+        args.predict_rows = 100_000
+    warnings.simplefilter("ignore", ConvergenceWarning)
+
+    data = datasets(args.quick)
+    print("same configuration", file=sys.stderr)
+    same = bench_fits(
+        data,
+        lambda lib, shape, k: same_config(
+            lib, shape[1], k, args.big_epochs if shape[0] > 10_000 else args.epochs
+        ),
+        args.repeats,
+    )
+    print("defaults", file=sys.stderr)
+    tutorial = {k: v for k, v in data.items() if not k.startswith("synthetic")}
+    defaults = bench_fits(
+        tutorial,
+        lambda lib, shape, k: default_config(lib, shape[1], k),
+        args.repeats,
+    )
+    print("predict", file=sys.stderr)
+    predict = bench_predict(args.repeats, args.predict_rows)
+    print("grid search", file=sys.stderr)
+    search = bench_grid_search(args.repeats)
+    text = report(args, same, defaults, predict, search)
+    print(text)
+    args.output.write_text(text)
+    print(
+        f"peak RSS of this process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()
