@@ -503,11 +503,14 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if first_pass:
             return attributes, None, None
         optimizer = getattr(self, "_optimizer", None)
-        return (
-            attributes,
-            copy.deepcopy(self.module_.state_dict()),
-            None if optimizer is None else copy.deepcopy(optimizer.state_dict()),
-        )
+        # One thread: waking a thread pool costs more than copying a small state,
+        # and partial_fit takes this snapshot on every call.
+        with torch_threads(1):
+            return (
+                attributes,
+                copy.deepcopy(self.module_.state_dict()),
+                None if optimizer is None else copy.deepcopy(optimizer.state_dict()),
+            )
 
     def _restore(self, snapshot):
         attributes, module_state, optimizer_state = snapshot
