@@ -2,6 +2,7 @@
 
 from ._classifier import TorchMLPClassifier
 from ._onnx import export_onnx
+from ._persistence import load, save
 from .model_selection import BatchedGridSearchCV
 from .plotting import LossCurveDisplay, plot_decision_boundaries
 
@@ -13,5 +14,7 @@ __all__ = [
     "TorchMLPClassifier",
     "__version__",
     "export_onnx",
+    "load",
     "plot_decision_boundaries",
+    "save",
 ]

@@ -666,6 +666,8 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _to_training_data(self, X, y, weights):
         device = module_device(self.module_)
         dtype = self.module_[0].weight.dtype
+        _check_range(X, dtype, "X")
+        _check_range(weights, dtype, "sample_weight")
         if not sp.issparse(X):
             X = _as_tensor(X, dtype, device)
         return TrainingData(
@@ -789,6 +791,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             X = X.tocsr()
         device = module_device(self.module_)
         dtype = self.module_[0].weight.dtype
+        _check_range(X, dtype, "X")
         logits = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
         step = self.predict_batch_size
         threads = cpu_threads_for(self.module_, min(step, X.shape[0]), backward=False)
@@ -939,6 +942,22 @@ def _seed_from(random_state):
     if isinstance(random_state, Integral):
         return int(random_state)
     return int(random_state.randint(np.iinfo(np.int32).max))
+
+
+def _check_range(array, dtype, name):
+    """Raise if float64 values would overflow to inf in a float32 network."""
+    if array is None or dtype != torch.float32:
+        return
+    values = array.data if sp.issparse(array) else array
+    if values.dtype != np.float64 or not values.size:
+        return
+    largest = max(values.max(), -values.min())
+    if largest > np.finfo(np.float32).max:
+        raise ValueError(
+            f"{name} has values up to {largest:.9g} in magnitude, beyond the range "
+            "of float32, the precision of this network. Scale the data (e.g. "
+            "with StandardScaler) or use dtype='float64' on the CPU."
+        )
 
 
 def _as_tensor(array, dtype, device):

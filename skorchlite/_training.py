@@ -404,8 +404,7 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
         # The line search may have been stopped at a trial point: go back to
         # the best weights evaluated.
         warnings.warn(
-            "Training interrupted by user; keeping the best weights reached so "
-            "far.",
+            "Training interrupted by user; keeping the best weights reached so far.",
             UserWarning,
             stacklevel=3,
         )
@@ -413,6 +412,14 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
             with torch.no_grad():
                 for parameter, value in zip(parameters, best[1], strict=True):
                     parameter.copy_(value)
+    except RuntimeError as exc:
+        # The strong-Wolfe search can grow its step beyond float32's range.
+        if "without overflow" not in str(exc):
+            raise
+        raise TrainingDivergedError(
+            f"L-BFGS diverged: its line search step overflowed {data.dtype}. "
+            "Scale X (e.g. with StandardScaler) or increase alpha."
+        ) from exc
     finally:
         module.eval()
     with torch.no_grad():

@@ -1,0 +1,268 @@
+"""Faults during training and prediction: interrupts, divergence, memory."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification
+from sklearn.exceptions import NotFittedError
+
+from skorchlite import TorchMLPClassifier
+from skorchlite._training import Objective, TrainingDivergedError
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_classification(
+        n_samples=40, n_features=4, n_informative=3, n_redundant=0, random_state=0
+    )
+
+
+def _state(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _assert_state_equal(module, state):
+    current = module.state_dict()
+    assert current.keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(current[key], value), key
+
+
+def _assert_usable(clf, X):
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(clf.predict(X)) <= set(clf.classes_)
+
+
+def _interrupt_at_step(monkeypatch, optimizer_class, step, module_holder):
+    """Raise KeyboardInterrupt before the ``step``-th optimizer step.
+
+    Records the module's weights after each completed step in ``states``.
+    """
+    real_step = optimizer_class.step
+    states = []
+
+    def interrupted_step(self, *args, **kwargs):
+        if len(states) + 1 == step:
+            raise KeyboardInterrupt
+        result = real_step(self, *args, **kwargs)
+        states.append(_state(module_holder[0].module_))
+        return result
+
+    monkeypatch.setattr(optimizer_class, "step", interrupted_step)
+    return states
+
+
+# ------------------------------------------------------- KeyboardInterrupt
+
+
+def test_interrupt_mid_epoch_keeps_the_weights_reached(data, monkeypatch):
+    X, y = data
+    clf = TorchMLPClassifier((5,), batch_size=10, max_iter=50, random_state=0)
+    # 4 steps per epoch: step 11 is the third step of epoch 3.
+    states = _interrupt_at_step(monkeypatch, torch.optim.Adam, 11, [clf])
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf.fit(X, y)
+    assert len(states) == 10
+    _assert_state_equal(clf.module_, states[-1])
+    assert not clf.module_.training
+    # Only complete epochs count.
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2 and clf.t_ == 80
+    _assert_usable(clf, X)
+    monkeypatch.undo()
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 3
+    clf.fit(X, y)
+    assert clf.n_iter_ > 3
+
+
+def test_interrupt_with_early_stopping_restores_the_best_weights(data, monkeypatch):
+    X, y = data
+    clf = TorchMLPClassifier(
+        (5,),
+        batch_size=12,
+        learning_rate_init=0.05,
+        early_stopping=True,
+        validation_fraction=0.3,
+        n_iter_no_change=1000,
+        max_iter=100,
+        random_state=0,
+    )
+    records = []
+    real_validator = TorchMLPClassifier._validator
+
+    def recording_validator(self, validation):
+        validate = real_validator(self, validation)
+
+        def recorded():
+            loss, score = validate()
+            records.append((score, _state(self.module_)))
+            return loss, score
+
+        return recorded
+
+    monkeypatch.setattr(TorchMLPClassifier, "_validator", recording_validator)
+    # 28 training rows in batches of 12: 3 steps per epoch; stop in epoch 9.
+    _interrupt_at_step(monkeypatch, torch.optim.Adam, 26, [clf])
+    with pytest.warns(UserWarning, match="Training interrupted"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == len(records) == 8
+    scores = [score for score, _ in records]
+    assert clf.validation_scores_ == scores
+    assert clf.best_validation_score_ == max(scores)
+    assert len(set(scores)) > 1  # the best epoch is not simply the last one
+    best_epoch = max(i for i, score in enumerate(scores) if score == max(scores))
+    _assert_state_equal(clf.module_, records[best_epoch][1])
+    _assert_usable(clf, X)
+
+
+def test_interrupt_of_lbfgs_keeps_the_best_weights_evaluated(data, monkeypatch):
+    X, y = data
+    real_call = Objective.__call__
+    losses = []
+
+    def interrupted_call(self, logits, y, w):
+        if len(losses) == 12:
+            losses.append(None)
+            raise KeyboardInterrupt
+        loss = real_call(self, logits, y, w)
+        losses.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(Objective, "__call__", interrupted_call)
+    clf = TorchMLPClassifier((5,), solver="lbfgs", max_iter=500, random_state=0)
+    with pytest.warns(UserWarning, match="Training interrupted"):
+        clf.fit(X, y)
+    evaluated = [loss for loss in losses[:12]]
+    # loss_ is recomputed on the kept weights: the best evaluated ones.
+    assert clf.loss_ == min(evaluated)
+    assert clf.n_iter_ < 500
+    _assert_usable(clf, X)
+
+
+def test_interrupt_during_partial_fit_keeps_the_model_usable(data, monkeypatch):
+    X, y = data
+    clf = TorchMLPClassifier((5,), batch_size=10, max_iter=3, random_state=0)
+    clf.fit(X, y)
+    fitted_epochs = clf.n_iter_
+    states = _interrupt_at_step(monkeypatch, torch.optim.Adam, 2, [clf])
+    with pytest.warns(UserWarning, match="Training interrupted"):
+        clf.partial_fit(X, y)
+    _assert_state_equal(clf.module_, states[-1])
+    assert clf.n_iter_ == fitted_epochs
+    _assert_usable(clf, X)
+
+
+def test_interrupt_outside_the_training_loop_keeps_the_previous_model(
+    data, monkeypatch
+):
+    # Before training starts there is nothing to keep: the interrupt propagates
+    # and the previous model is left as it was.
+    X, y = data
+    clf = TorchMLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    expected, attributes = clf.predict_proba(X), dict(vars(clf))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TorchMLPClassifier, "_to_training_data", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    assert vars(clf) == attributes
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)
+
+
+# --------------------------------------------------------------- divergence
+
+
+def _diverging(**params):
+    return {"solver": "sgd", "learning_rate_init": 1e20, "max_iter": 30, **params}
+
+
+def test_divergence_names_the_epoch_and_the_remedies(data):
+    X, y = data
+    clf = TorchMLPClassifier((4,), random_state=0, **_diverging())
+    with pytest.raises(TrainingDivergedError) as info:
+        clf.fit(X * 1e9, y)
+    message = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert "diverged at epoch" in message
+    assert "learning_rate_init" in message and "max_grad_norm" in message
+    # A first fit that diverges leaves the estimator unfitted.
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+
+
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit", "refit"])
+def test_divergence_keeps_the_previous_good_model(data, how):
+    X, y = data
+    clf = TorchMLPClassifier((4,), solver="sgd", max_iter=5, random_state=0)
+    clf.fit(X, y)
+    clf.set_params(**_diverging(warm_start=how == "warm_start"))
+    # partial_fit runs one epoch per call: call until one diverges, and check
+    # that the failing call leaves the model of the call before it.
+    for _ in range(30):
+        expected = clf.predict_proba(X)
+        module_state = _state(clf.module_)
+        optimizer_state = copy.deepcopy(clf._optimizer.state_dict())
+        attributes = copy.deepcopy(
+            {k: v for k, v in vars(clf).items() if k.endswith("_") and k != "module_"}
+        )
+        try:
+            if how == "partial_fit":
+                clf.partial_fit(X * 1e9, y)
+            else:
+                clf.fit(X * 1e9, y)
+        except TrainingDivergedError as exc:
+            assert "epoch" in str(exc)
+            break
+    else:
+        pytest.fail("training did not diverge")
+    _assert_state_equal(clf.module_, module_state)
+    restored = clf._optimizer.state_dict()["state"]
+    for key, value in optimizer_state["state"].items():
+        for name, tensor in value.items():
+            assert torch.equal(restored[key][name], tensor)
+    for name, value in attributes.items():
+        np.testing.assert_equal(getattr(clf, name), value)
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)
+
+
+def test_gradient_clipping_prevents_the_divergence(data):
+    X, y = data
+    clf = TorchMLPClassifier((4,), random_state=0, max_grad_norm=1.0, **_diverging())
+    # Clipped steps are still huge, but every update stays finite or fails with
+    # the same clear error; no raw RuntimeError escapes.
+    try:
+        clf.fit(X, y)
+    except ValueError as exc:
+        assert "diverged" in str(exc) or "non-finite" in str(exc)
+    else:
+        assert np.isfinite(clf.predict_proba(X)).all()
+
+
+# --------------------------------------------------------------- prediction
+
+
+def test_predict_runs_in_batches_of_predict_batch_size(data):
+    X, y = data
+    clf = TorchMLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    sizes = []
+    hook = clf.module_.register_forward_pre_hook(
+        lambda module, inputs: sizes.append(len(inputs[0]))
+    )
+    try:
+        clf.set_params(predict_batch_size=7)
+        proba = clf.predict_proba(X)
+    finally:
+        hook.remove()
+    assert sizes == [7, 7, 7, 7, 7, 5]
+    np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="predict_batch_size"):
+        clf.set_params(predict_batch_size=0).fit(X, y)
