@@ -229,7 +229,12 @@ sys.path.insert(0, {benchmarks!r})
 from run import same_config
 X, y = make_classification(5000, 50, n_informative=20, n_classes=5, random_state=0)
 est = same_config({lib!r}, 50, 5, 2).fit(X.astype(np.float32), y)
-big = np.random.default_rng(0).standard_normal(({n_rows}, 50), dtype=np.float32)
+big = np.empty(({n_rows}, 50), dtype=np.float32)
+rng = np.random.default_rng(0)
+for start in range(0, {n_rows}, 10_000):  # no full-size temporary
+    big[start : start + 10_000] = rng.standard_normal((10_000, 50), dtype=np.float32)[
+        : {n_rows} - start
+    ]
 est.predict(big[:1000])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 est.predict(big)
