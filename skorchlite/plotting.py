@@ -46,9 +46,9 @@ class LossCurveDisplay:
         Second y axis (``ax_.twinx()``) of the validation score, if any.
     validation_line_ : matplotlib Line2D or None
         The validation score curve, if any.
-    best_epoch_line_ : matplotlib Line2D or None
-        Vertical line at the epoch of the best validation score, whose
-        weights early stopping restored.
+    best_score_line_ : matplotlib Line2D or None
+        Horizontal line at the best validation score, the one of the weights
+        that early stopping restored.
 
     See Also
     --------
@@ -60,7 +60,7 @@ class LossCurveDisplay:
     >>> from sklearn.datasets import make_moons
     >>> from skorchlite import LossCurveDisplay, TorchMLPClassifier
     >>> X, y = make_moons(200, noise=0.1, random_state=0)
-    >>> clf = TorchMLPClassifier((16,), max_iter=30, learning_rate_init=0.01,
+    >>> clf = TorchMLPClassifier((16,), max_iter=100, learning_rate_init=0.01,
     ...                          early_stopping=True, random_state=0).fit(X, y)
     >>> display = LossCurveDisplay.from_estimator(clf)
     >>> len(display.line_.get_xdata()) == clf.n_iter_
@@ -147,12 +147,10 @@ class LossCurveDisplay:
         )
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
-        title = "Loss curve"
-        if self.estimator_name:
-            title += f" of {self.estimator_name}"
-        ax.set_title(title)
+        name = self.estimator_name
+        ax.set_title(f"Loss curve: {name}" if name else "Loss curve")
         lines = [self.line_]
-        self.validation_ax_ = self.validation_line_ = self.best_epoch_line_ = None
+        self.validation_ax_ = self.validation_line_ = self.best_score_line_ = None
         if self.validation_scores is not None and len(self.validation_scores):
             lines += self._plot_validation(ax, epochs, validation_kwargs or {})
         ax.legend(lines, [line.get_label() for line in lines], loc="center right")
@@ -169,15 +167,14 @@ class LossCurveDisplay:
             **{"label": "validation accuracy", "color": "C1", **validation_kwargs},
         )
         self.validation_ax_.set_ylabel("validation accuracy")
-        # Early stopping keeps the first epoch with the best score.
-        best = int(np.argmax(scores)) + 1
-        self.best_epoch_line_ = ax.axvline(
+        best = scores.max()
+        self.best_score_line_ = self.validation_ax_.axhline(
             best,
-            color="0.4",
+            color=self.validation_line_.get_color(),
             linestyle=":",
-            label=f"best validation epoch ({best})",
+            label=f"best validation accuracy ({best:.3f})",
         )
-        return [self.validation_line_, self.best_epoch_line_]
+        return [self.validation_line_, self.best_score_line_]
 
 
 def plot_decision_boundaries(
@@ -238,12 +235,14 @@ def plot_decision_boundaries(
     >>> from skorchlite import TorchMLPClassifier, plot_decision_boundaries
     >>> X, y = make_moons(200, noise=0.1, random_state=0)
     >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
-    >>> clf = TorchMLPClassifier((16,), max_iter=300, learning_rate_init=0.01,
+    >>> clf = TorchMLPClassifier((16,), max_iter=500, learning_rate_init=0.01,
     ...                          random_state=0).fit(X_train, y_train)
-    >>> displays = plot_decision_boundaries(
+    >>> train, test = plot_decision_boundaries(
     ...     clf, {"Train": (X_train, y_train), "Test": (X_test, y_test)})
-    >>> [display.ax_.get_title() for display in displays]  # doctest: +ELLIPSIS
-    ['Train (accuracy 0.9...)', 'Test (accuracy 0.9...)']
+    >>> test.ax_.get_title()  # doctest: +ELLIPSIS
+    'Test (accuracy ...)'
+    >>> train.figure_ is test.figure_
+    True
     """
     import matplotlib.pyplot as plt
 
