@@ -9,7 +9,11 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
 from skorchlite import TorchMLPClassifier
-from skorchlite._training import Objective, TrainingDivergedError
+from skorchlite._training import (
+    FunctionalAdamStep,
+    Objective,
+    TrainingDivergedError,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -55,6 +59,10 @@ def _interrupt_at_step(monkeypatch, optimizer_class, step, module_holder):
         return result
 
     monkeypatch.setattr(optimizer_class, "step", interrupted_step)
+    # Route every step through optimizer.step, not the functional Adam shortcut.
+    monkeypatch.setattr(
+        FunctionalAdamStep, "for_optimizer", staticmethod(lambda opt: opt.step)
+    )
     return states
 
 

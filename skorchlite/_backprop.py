@@ -1,0 +1,156 @@
+"""Closed-form gradients for plain multi-layer perceptrons.
+
+On the small networks this package mostly trains, a step is dominated by
+per-operator overhead, and autograd's engine alone was ~60% of a step here
+(~270 us of ~450 us on a 2 -> 100 -> 1 network). For the networks whose
+backward pass is a handful of matrix products (Linear layers with identity,
+ReLU, tanh or logistic activations, no dropout, a logistic or softmax output)
+the gradients are written out here, like ``MLPClassifier``'s ``_backprop``;
+anything else goes through autograd.
+"""
+
+import torch
+from torch import nn
+
+from ._mlp import linear_layers
+
+
+def _identity_derivative(delta, activation):
+    return delta
+
+
+def _relu_derivative(delta, activation):
+    return delta.mul_(activation > 0)
+
+
+def _tanh_derivative(delta, activation):
+    return delta.mul_(1 - activation.square())
+
+
+def _logistic_derivative(delta, activation):
+    return delta.mul_(activation * (1 - activation))
+
+
+# Each supported activation: its function, and its derivative written with its
+# output and applied in place to the incoming gradient.
+ACTIVATIONS = {
+    nn.Identity: (lambda x: x, _identity_derivative),
+    nn.ReLU: (torch.relu, _relu_derivative),
+    nn.Tanh: (torch.tanh, _tanh_derivative),
+    nn.Sigmoid: (torch.sigmoid, _logistic_derivative),
+}
+
+
+class ClosedFormBackprop:
+    """Set ``.grad`` of a plain MLP's parameters for one batch, without autograd.
+
+    Computes the same objective as :class:`skorchlite._training.Objective`.
+    Use :meth:`for_module`, which returns None for networks it cannot handle.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skorchlite._training import Objective
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+    >>> objective = Objective(nn.BCEWithLogitsLoss(reduction="none"),
+    ...                       [net[0].weight, net[2].weight], alpha=0.0)
+    >>> backprop = ClosedFormBackprop.for_module(net, objective)
+    >>> X = torch.randn(4, 2, dtype=torch.float64)
+    >>> y = torch.tensor([[0.0], [1.0], [1.0], [0.0]], dtype=torch.float64)
+    >>> total = backprop(X, y, None)
+    >>> manual = net[0].weight.grad.clone()
+    >>> net.zero_grad()
+    >>> objective.mean_loss(net(X), y).backward()
+    >>> torch.allclose(manual, net[0].weight.grad)
+    True
+    """
+
+    def __init__(self, linears, activations, multiclass, objective):
+        self.linears = linears
+        self.activations = activations
+        self.multiclass = multiclass
+        self.objective = objective
+
+    @classmethod
+    def for_module(cls, module, objective):
+        """A backprop for ``module``, or None if it needs autograd."""
+        loss_fn = objective.loss_fn
+        if not isinstance(loss_fn, nn.BCEWithLogitsLoss | nn.CrossEntropyLoss):
+            return None
+        if (
+            getattr(loss_fn, "weight", None) is not None
+            or getattr(loss_fn, "pos_weight", None) is not None
+        ):
+            return None
+        layers = list(module)
+        linears = linear_layers(module)
+        # Expect Linear, activation, Linear, activation, ..., Linear.
+        if len(layers) != 2 * len(linears) - 1:
+            return None
+        activations = [ACTIVATIONS.get(type(layer)) for layer in layers[1::2]]
+        if None in activations or any(
+            not isinstance(layer, nn.Linear) or layer.bias is None
+            for layer in layers[::2]
+        ):
+            return None
+        multiclass = isinstance(loss_fn, nn.CrossEntropyLoss)
+        return cls(linears, activations, multiclass, objective)
+
+    def __call__(self, X, y, w):
+        """Set the gradients for batch ``(X, y, w)``; return its loss times its rows.
+
+        The loss is the weighted objective with its L2 penalty when ``w`` is
+        given, and the plain mean loss otherwise (the training loop adds the
+        penalty's gradient and value for unweighted batches).
+        """
+        with torch.no_grad():
+            outputs = [X]
+            for linear, (function, _) in zip(
+                self.linears, self.activations, strict=False
+            ):
+                outputs.append(function(_linear(linear, outputs[-1])))
+            logits = _linear(self.linears[-1], outputs[-1])
+            loss, delta, weight_sum = self._loss_and_delta(logits, y, w)
+            self._backward(outputs, delta, weight_sum)
+        return loss
+
+    def _loss_and_delta(self, logits, y, w):
+        """Loss times rows, its gradient with respect to the logits, sum(w)."""
+        objective = self.objective
+        if self.multiclass:
+            delta = torch.softmax(logits, dim=1)
+            delta[torch.arange(len(y), device=y.device), y] -= 1
+        else:
+            delta = torch.sigmoid(logits).sub_(y)
+        n_rows = y.shape[0]
+        if w is None:
+            total = objective.summed_loss(logits, y)
+            return total, delta.div_(n_rows), n_rows
+        weight_sum = w.sum()
+        weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
+        loss = (objective.per_sample(logits, y) * w).sum() / weight_sum
+        if objective.alpha:
+            loss = loss + objective.penalty(weight_sum)
+        return loss * n_rows, delta.mul_((w / weight_sum).unsqueeze(1)), weight_sum
+
+    def _backward(self, outputs, delta, weight_sum):
+        """Backpropagate ``delta``; ``outputs[i]`` is the input of linear ``i``.
+
+        A weighted batch's loss includes the L2 penalty, so its gradient is
+        added here; the training loop adds it for unweighted batches.
+        """
+        alpha = self.objective.alpha if torch.is_tensor(weight_sum) else 0.0
+        for index in range(len(self.linears) - 1, -1, -1):
+            linear = self.linears[index]
+            linear.weight.grad = delta.t().mm(outputs[index])
+            linear.bias.grad = delta.sum(dim=0)
+            if alpha:
+                linear.weight.grad.add_(linear.weight * (alpha / weight_sum))
+            if index:
+                delta = delta.mm(linear.weight)
+                self.activations[index - 1][1](delta, outputs[index])
+
+
+def _linear(linear, X):
+    return torch.addmm(linear.bias, X, linear.weight.t())
