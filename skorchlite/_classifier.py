@@ -197,7 +197,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Class labels (``arange(n_labels)`` for multilabel targets).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Feature names, when ``X`` had string column names (pandas).
     module_ : torch.nn.Sequential
         The trained network, in eval mode.

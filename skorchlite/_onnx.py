@@ -64,7 +64,7 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     -------
     model : onnx.ModelProto
         The graph. Its input ``input_name`` is float32 of shape
-        (batch, n_features_in_), with a dynamic batch dimension and the feature
+        (batch, ``n_features_in_``), with a dynamic batch dimension and the feature
         count fixed, so runtimes reject a wrong width. Its outputs are
         ``label``, of shape (batch,) holding values of ``classes_`` (for
         multilabel targets, an int64 0/1 matrix of shape (batch, n_labels)),
