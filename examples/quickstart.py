@@ -1,10 +1,16 @@
-"""Quickstart: train a TorchMLPClassifier on two moons.
+"""
+===========
+Quickstart
+===========
 
-Fits the classifier on ``make_moons(1000, noise=0.07)`` with an 80/20 split,
-prints the classification report and saves the decision boundary to
-``examples/output/quickstart_decision_boundary.png``.
+Train a :class:`~skorchlite.TorchMLPClassifier` on two moons: fit it on
+``make_moons(1000, noise=0.07)`` with an 80/20 split, print the classification
+report and save the decision boundary to
+``examples/output/quickstart_decision_boundary.png`` (or into
+``$SKORCHLITE_EXAMPLE_OUTPUT`` when that is set).
 """
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +24,9 @@ from sklearn.model_selection import train_test_split
 
 from skorchlite import TorchMLPClassifier
 
-OUTPUT = Path(__file__).parent / "output"
+OUTPUT = Path(
+    os.environ.get("SKORCHLITE_EXAMPLE_OUTPUT") or Path(__file__).parent / "output"
+)
 
 X, y = make_moons(1000, noise=0.07, random_state=42)
 X_train, X_test, y_train, y_test = train_test_split(
@@ -33,6 +41,8 @@ clf = TorchMLPClassifier(
 )
 clf.fit(X_train, y_train)
 print(classification_report(y_test, clf.predict(X_test), digits=3))
+test_accuracy = clf.score(X_test, y_test)
+print(f"test accuracy: {test_accuracy:.3f}")
 
 fig, ax = plt.subplots(figsize=(6, 5))
 DecisionBoundaryDisplay.from_estimator(
@@ -46,11 +56,9 @@ DecisionBoundaryDisplay.from_estimator(
     ylabel="feature 1",
 )
 ax.scatter(*X_test.T, c=y_test, cmap="RdBu", edgecolor="k", s=20, label="test points")
-ax.set_title(
-    f"TorchMLPClassifier on moons: test accuracy {clf.score(X_test, y_test):.3f}"
-)
+ax.set_title(f"TorchMLPClassifier on moons: test accuracy {test_accuracy:.3f}")
 ax.legend(loc="lower left")
-OUTPUT.mkdir(exist_ok=True)
+OUTPUT.mkdir(parents=True, exist_ok=True)
 path = OUTPUT / "quickstart_decision_boundary.png"
 fig.savefig(path, dpi=100, bbox_inches="tight")
 print(f"Saved {path}")

@@ -153,7 +153,11 @@ class LossCurveDisplay:
         self.validation_ax_ = self.validation_line_ = self.best_score_line_ = None
         if self.validation_scores is not None and len(self.validation_scores):
             lines += self._plot_validation(ax, epochs, validation_kwargs or {})
-        ax.legend(lines, [line.get_label() for line in lines], loc="center right")
+        ax.legend(
+            lines,
+            [line.get_label() for line in lines],
+            loc="center right" if len(lines) > 1 else "upper right",
+        )
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
@@ -249,6 +253,13 @@ def plot_decision_boundaries(
     check_is_fitted(estimator)
     if not datasets:
         raise ValueError("datasets must map at least one panel title to (X, y).")
+    for title, (_, y) in datasets.items():
+        if np.ndim(y) != 1:
+            raise ValueError(
+                f"plot_decision_boundaries needs class labels y of shape "
+                f"(n_samples,); got shape {np.shape(y)} for {title!r}. Multilabel "
+                "and multi-output targets are not supported."
+            )
     if axes is None:
         _, axes = plt.subplots(
             1, len(datasets), figsize=(5 * len(datasets), 4.5), squeeze=False

@@ -1,0 +1,133 @@
+"""Run every example at full length and check its figures and accuracy goals.
+
+The examples run in this process (``runpy``) rather than in subprocesses:
+importing torch, scikit-learn and matplotlib again for each one would cost
+more than the examples themselves.
+"""
+
+import re
+import runpy
+import warnings
+from pathlib import Path
+
+import matplotlib
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _check_moons(namespace):
+    assert namespace["test_accuracy"] > 0.96
+    assert namespace["clf"].n_iter_ == 100  # one partial_fit epoch per call
+
+
+def _check_circles(namespace):
+    accuracies = namespace["test_accuracies"]
+    assert 0.35 < accuracies["identity"] < 0.65  # a linear model: chance level
+    assert accuracies["relu"] > 0.97
+
+
+def _check_blobs(namespace):
+    assert namespace["test_accuracy"] > 0.99
+    assert namespace["clf"].n_outputs_ == 4
+
+
+def _check_spirals(namespace):
+    assert namespace["X"].shape == (300, 2)
+    assert namespace["test_accuracy"] > 0.95
+
+
+def _check_model_selection(namespace):
+    search = namespace["search"]
+    assert len(search.cv_results_["params"]) == 6
+    assert search.n_splits_ == 5
+    assert search.best_score_ == namespace["mean_scores"].max()
+    assert namespace["test_accuracy"] > 0.9
+
+
+def _check_breast_cancer(namespace):
+    assert namespace["test_accuracy"] > 0.94
+    for model in namespace["models"].values():
+        clf = model[-1]
+        assert clf.n_iter_ < clf.max_iter  # early stopping ended training
+        assert len(clf.validation_scores_) == clf.n_iter_
+
+
+def _check_gpu(namespace):
+    assert namespace["test_accuracy"] > 0.96
+    assert namespace["weights"].device.type == namespace["device"]
+    assert namespace["same"]
+
+
+def _check_quickstart(namespace):
+    assert namespace["test_accuracy"] > 0.96
+
+
+# script -> (figures it saves, check of its module namespace)
+CASES = {
+    "plot_1_binary_moons.py": (
+        ["moons_decision_boundaries.png", "moons_loss_curve.png"],
+        _check_moons,
+    ),
+    "plot_2_nonlinearity_circles.py": (
+        ["circles_decision_boundaries.png"],
+        _check_circles,
+    ),
+    "plot_3_multiclass_blobs.py": (
+        ["blobs_confusion_matrix.png", "blobs_decision_boundaries.png"],
+        _check_blobs,
+    ),
+    "plot_4_spirals.py": (["spirals_decision_boundaries.png"], _check_spirals),
+    "plot_5_model_selection.py": (
+        ["model_selection_grid.png"],
+        _check_model_selection,
+    ),
+    "plot_6_breast_cancer.py": (
+        ["breast_cancer_curves.png"],
+        _check_breast_cancer,
+    ),
+    "plot_7_gpu.py": (["gpu_moons.png"], _check_gpu),
+    "quickstart.py": (["quickstart_decision_boundary.png"], _check_quickstart),
+}
+
+
+def test_every_example_is_tested():
+    assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_example(script, tmp_path, monkeypatch, capsys):
+    figures, check = CASES[script]
+    monkeypatch.setenv("SKORCHLITE_EXAMPLE_OUTPUT", str(tmp_path))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            namespace = runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    finally:
+        plt.close("all")
+
+    # A tutorial prints no warnings: no unconverged fits, no feature-name or
+    # layout complaints.
+    noisy = [
+        w for w in caught if issubclass(w.category, ConvergenceWarning | UserWarning)
+    ]
+    assert not noisy, [str(w.message) for w in noisy]
+
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == sorted(figures)
+    for name in figures:
+        with open(tmp_path / name, "rb") as figure:
+            assert figure.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / name).stat().st_size > 10_000  # more than a blank canvas
+
+    # The printed accuracy is the one the example computed.
+    out = capsys.readouterr().out
+    printed = re.findall(r"test accuracy(?: \((\w+)\))?: ([01]\.\d{3})", out)
+    assert printed
+    if "test_accuracy" in namespace:
+        assert float(printed[-1][1]) == round(namespace["test_accuracy"], 3)
+    check(namespace)
