@@ -33,14 +33,10 @@ PAGES = sorted(
 BUILD_COMMAND = "python -m sphinx -W -b html docs docs/_build/html"
 
 
-@pytest.fixture(scope="module")
-def html(tmp_path_factory):
-    """Build the site from a copy of docs/ and examples/, so that the files
-    sphinx-gallery and autosummary generate stay out of the source tree."""
-    pytest.importorskip("sphinx_gallery", reason="the docs extra is not installed")
-    pytest.importorskip("numpydoc", reason="the docs extra is not installed")
-    pytest.importorskip("pydata_sphinx_theme", reason="the docs extra is not installed")
-    root = tmp_path_factory.mktemp("docs")
+def _build_html(root):
+    """Build the site from a copy of docs/ and examples/ under ``root``, so that
+    the files sphinx-gallery and autosummary generate stay out of the source
+    tree; return the HTML directory."""
     generated = shutil.ignore_patterns(
         "_build", "auto_examples", "generated", "sg_execution_times.rst", "output"
     )
@@ -78,27 +74,28 @@ def html(tmp_path_factory):
     return out
 
 
-def test_docs_build_without_warnings(html):
+# One test, so that pytest-xdist never builds the site twice.
+def test_docs_build_without_warnings(tmp_path):
+    for module in ("sphinx_gallery", "numpydoc", "pydata_sphinx_theme"):
+        pytest.importorskip(module, reason="the docs extra is not installed")
+    html = _build_html(tmp_path)
+
     for page in ["index", "getting_started", "api", "user_guide/index"]:
         assert (html / f"{page}.html").is_file(), page
 
-
-def test_every_user_guide_page_is_built(html):
+    # every user-guide page is built (sphinx -W also fails on one in no toctree)
     for page in (DOCS / "user_guide").glob("*.rst"):
         assert (html / "user_guide" / f"{page.stem}.html").is_file(), page.name
 
-
-def test_api_reference_documents_every_public_name(html):
+    # the API reference documents every public name, through numpydoc
     for name in skorchlite.__all__:
         if name == "__version__":
             continue
         page = html / "generated" / f"skorchlite.{name}.html"
         assert page.is_file(), f"{name} is missing from docs/api.rst"
-        # numpydoc rendered the docstring's sections
         assert "Parameters" in page.read_text(encoding="utf-8"), name
 
-
-def test_gallery_has_every_example(html):
+    # the gallery lists every example
     index = (html / "auto_examples" / "index.html").read_text(encoding="utf-8")
     for script in (ROOT / "examples").glob("plot_*.py"):
         assert (html / "auto_examples" / f"{script.stem}.html").is_file()
