@@ -222,7 +222,7 @@ def timed_predict(estimator, X):
 
 
 PEAK_MEMORY_SCRIPT = """
-import resource, sys, numpy as np, warnings
+import sys, numpy as np, warnings
 warnings.simplefilter("ignore")
 from sklearn.datasets import make_classification
 sys.path.insert(0, {benchmarks!r})
@@ -236,10 +236,15 @@ for start in range(0, {n_rows}, 10_000):  # no full-size temporary
         : {n_rows} - start
     ]
 est.predict(big[:1000])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_rss_kb():
+    # VmHWM belongs to this program's own address space; ru_maxrss would
+    # include the (larger) benchmark process this one was forked from.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+before = peak_rss_kb()
 est.predict(big)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) / 1024)
+print((peak_rss_kb() - before) / 1024)
 """
 
 
