@@ -151,7 +151,8 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     early_stopping : bool, default=False
         Hold out a stratified ``validation_fraction`` of the data, stop when its
-        accuracy stops improving, and restore the best weights.
+        accuracy stops improving, and restore the best weights (of equally good
+        epochs, the latest).
 
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
