@@ -790,8 +790,8 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         )
         if sp.issparse(X):
             X = X.tocsr()
-        device = module_device(self.module_)
-        dtype = self.module_[0].weight.dtype
+        first_weight = self.module_[0].weight
+        device, dtype = first_weight.device, first_weight.dtype
         _check_range(X, dtype, "X")
         logits = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
         step = self.predict_batch_size

@@ -6,6 +6,8 @@ import copy
 import numpy as np
 import torch
 
+from ._mlp import linear_layers
+
 
 def resolve_device(device):
     """Turn the ``device`` parameter into an available :class:`torch.device`.
@@ -161,7 +163,7 @@ def cpu_threads_for(module, batch_rows, backward):
     >>> cpu_threads_for(nn.Sequential(nn.Linear(2, 100), nn.Linear(100, 1)), 200, True)
     1
     """
-    n_weights = sum(p.numel() for p in module.parameters() if p.ndim == 2)
+    n_weights = sum(layer.weight.numel() for layer in linear_layers(module))
     flops = (6 if backward else 2) * batch_rows * n_weights
     return 1 if flops < SINGLE_THREAD_MAX_FLOPS else torch.get_num_threads()
 
