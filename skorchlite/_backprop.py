@@ -118,12 +118,12 @@ class ClosedFormBackprop:
     def _loss_and_delta(self, logits, y, w):
         """Loss times rows, its gradient with respect to the logits, sum(w)."""
         objective = self.objective
-        if self.multiclass:
+        n_rows = y.shape[0]
+        if self.multiclass:  # softmax minus the one-hot targets
             delta = torch.softmax(logits, dim=1)
-            delta[torch.arange(len(y), device=y.device), y] -= 1
+            delta.scatter_add_(1, y.unsqueeze(1), delta.new_full((n_rows, 1), -1.0))
         else:
             delta = torch.sigmoid(logits).sub_(y)
-        n_rows = y.shape[0]
         if w is None:
             total = objective.summed_loss(logits, y)
             return total, delta.div_(n_rows), n_rows
