@@ -112,7 +112,7 @@ class ClosedFormBackprop:
                 outputs.append(function(_linear(linear, outputs[-1])))
             logits = _linear(self.linears[-1], outputs[-1])
             loss, delta, weight_sum = self._loss_and_delta(logits, y, w)
-            self._backward(outputs, delta, weight_sum)
+            self._backward(outputs, delta, weight_sum, penalize=w is not None)
         return loss
 
     def _loss_and_delta(self, logits, y, w):
@@ -134,13 +134,13 @@ class ClosedFormBackprop:
             loss = loss + objective.penalty(weight_sum)
         return loss * n_rows, delta.mul_((w / weight_sum).unsqueeze(1)), weight_sum
 
-    def _backward(self, outputs, delta, weight_sum):
+    def _backward(self, outputs, delta, weight_sum, penalize):
         """Backpropagate ``delta``; ``outputs[i]`` is the input of linear ``i``.
 
         A weighted batch's loss includes the L2 penalty, so its gradient is
         added here; the training loop adds it for unweighted batches.
         """
-        alpha = self.objective.alpha if torch.is_tensor(weight_sum) else 0.0
+        alpha = self.objective.alpha if penalize else 0.0
         for index in range(len(self.linears) - 1, -1, -1):
             linear = self.linears[index]
             linear.weight.grad = delta.t().mm(outputs[index])

@@ -664,9 +664,13 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         )
         return split if weights is not None else (*split, None, None)
 
+    def _module_placement(self):
+        """The device and dtype of the module (read from its first weight)."""
+        first_weight = self.module_[0].weight
+        return first_weight.device, first_weight.dtype
+
     def _to_training_data(self, X, y, weights):
-        device = module_device(self.module_)
-        dtype = self.module_[0].weight.dtype
+        device, dtype = self._module_placement()
         _check_range(X, dtype, "X")
         _check_range(weights, dtype, "sample_weight")
         if not sp.issparse(X):
@@ -727,8 +731,10 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 self.module_.eval()
                 logits = torch.cat(
                     [
-                        self.module_(batch)
-                        for batch in _dense_batches(validation, self.predict_batch_size)
+                        self.module_(X)
+                        for X, _, _ in validation.epoch_batches(
+                            self.predict_batch_size, permutation=None
+                        )
                     ]
                 )
                 self.module_.train()
@@ -790,8 +796,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         )
         if sp.issparse(X):
             X = X.tocsr()
-        first_weight = self.module_[0].weight
-        device, dtype = first_weight.device, first_weight.dtype
+        device, dtype = self._module_placement()
         _check_range(X, dtype, "X")
         logits = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
         step = self.predict_batch_size
@@ -965,10 +970,3 @@ def _as_tensor(array, dtype, device):
     # np.require copies read-only arrays, which torch.from_numpy would warn about.
     array = np.require(array, requirements=["W"])
     return torch.from_numpy(array).to(device=device, dtype=dtype)
-
-
-def _dense_batches(data, batch_size):
-    """``data.X`` in dense batches of ``batch_size`` rows (sparse: one at a time)."""
-    for start in range(0, data.n_samples, batch_size):
-        rows = data.X[start : start + batch_size]
-        yield dense_rows(rows, data.dtype, data.device) if data.is_sparse else rows
