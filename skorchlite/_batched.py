@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _training
+from ._backprop import ACTIVATIONS as CLOSED_FORM
 from ._device import cpu_threads_for, torch_threads
 from ._mlp import ACTIVATIONS, linear_layers
 from ._training import History, LearningRateSchedule
@@ -29,6 +30,10 @@ from ._training import History, LearningRateSchedule
 # The loop's "blew up" rule (see Trainer.run); infinite where it only checks
 # for non-finite losses.
 DIVERGED_LOSS_FACTOR = getattr(_training, "DIVERGED_LOSS_FACTOR", math.inf)
+
+
+# Stacked steps with at least this many hidden activations use torch's threads.
+PARALLEL_MIN_ACTIVATIONS = 2**16
 
 
 @dataclass
@@ -66,26 +71,30 @@ class _LearningRate:
 
 
 class _Layout:
-    """Where each padded layer's weight ``(in, out)`` and bias live in a row."""
+    """Where each padded layer lives in a row of the stacked parameters.
+
+    Layer ``l`` is an ``(out, in + 1)`` block: its weight, as in
+    ``nn.Linear``, with the bias as the last column. The first layer's input
+    gets a column of ones, so its product with that block adds the bias, and
+    the block's gradient is one product too.
+    """
 
     def __init__(self, widths):
         self.widths = widths  # padded: [n_features, *hidden, n_outputs]
         self.slices = []
         offset = 0
         for fan_in, fan_out in itertools.pairwise(widths):
-            weight = slice(offset, offset + fan_in * fan_out)
-            offset = weight.stop
-            bias = slice(offset, offset + fan_out)
-            offset = bias.stop
-            self.slices.append((fan_in, fan_out, weight, bias))
+            self.slices.append(
+                (fan_out, fan_in + 1, slice(offset, offset + fan_out * (fan_in + 1)))
+            )
+            offset += fan_out * (fan_in + 1)
         self.size = offset
 
-    def views(self, flat):
-        """``(weight (M, in, out), bias (M, 1, out))`` views of each layer."""
+    def blocks(self, flat):
+        """The ``(M, out, in + 1)`` view of each layer."""
         M = flat.shape[0]
         return [
-            (flat[:, w].view(M, fan_in, fan_out), flat[:, b].view(M, 1, fan_out))
-            for fan_in, fan_out, w, b in self.slices
+            flat[:, part].view(M, rows, columns) for rows, columns, part in self.slices
         ]
 
     def pack(self, module, row, fill=None):
@@ -93,24 +102,36 @@ class _Layout:
 
         With ``fill``, write that value instead: marks the unpadded places.
         """
-        for layer, (weight, bias) in zip(
-            linear_layers(module), self.views(row[None]), strict=True
+        for layer, block in zip(
+            linear_layers(module), self.blocks(row[None]), strict=True
         ):
             fan_out, fan_in = layer.weight.shape
-            weight[0, :fan_in, :fan_out] = (
-                layer.weight.detach().T if fill is None else fill
+            block[0, :fan_out, :fan_in] = (
+                layer.weight.detach() if fill is None else fill
             )
-            bias[0, 0, :fan_out] = layer.bias.detach() if fill is None else fill
+            block[0, :fan_out, -1] = layer.bias.detach() if fill is None else fill
 
     def unpack(self, row, module):
         """Copy the unpadded part of ``row`` into ``module``'s layers."""
         with torch.no_grad():
-            for layer, (weight, bias) in zip(
-                linear_layers(module), self.views(row[None]), strict=True
+            for layer, block in zip(
+                linear_layers(module), self.blocks(row[None]), strict=True
             ):
                 fan_out, fan_in = layer.weight.shape
-                layer.weight.copy_(weight[0, :fan_in, :fan_out].T)
-                layer.bias.copy_(bias[0, 0, :fan_out])
+                layer.weight.copy_(block[0, :fan_out, :fan_in])
+                layer.bias.copy_(block[0, :fan_out, -1])
+
+
+def _matmul(a, b):
+    """``a @ b`` for stacks of matrices, in the faster orientation.
+
+    Batched GEMMs with few output columns are slow on the CPU (a 200 x 100 by
+    100 x 1 product per model ran ~4x slower than its transpose here), so the
+    product is computed as ``(b.mT @ a.mT).mT`` when that has more columns.
+    """
+    if b.shape[2] < a.shape[1]:
+        return torch.bmm(b.mT, a.mT).mT
+    return torch.bmm(a, b)
 
 
 def _column(values, like):
@@ -133,6 +154,7 @@ class BatchedGroup:
         self.solver = first.solver
         self.shuffle = first.shuffle
         self.activation = ACTIVATIONS[first.activation]()
+        self.function, self.derivative = CLOSED_FORM[type(self.activation)]
         self.target_type = first._target_encoder.target_type
         self.n_samples = jobs[0].X.shape[0]
         self.batch_size = first._batch_size(self.n_samples)
@@ -150,7 +172,8 @@ class BatchedGroup:
         first = {}
         for job in self.jobs:
             first.setdefault(job.data_key, job)
-        self.X = torch.stack([first[key].X for key in keys])
+        X = torch.stack([first[key].X for key in keys])
+        self.X = torch.cat([X, X.new_ones((*X.shape[:2], 1))], dim=2)
         self.y = torch.stack([first[key].y for key in keys])
         index = {key: i for i, key in enumerate(keys)}
         self.data_id = torch.tensor(
@@ -176,9 +199,9 @@ class BatchedGroup:
         M, layout = len(self.jobs), self.layout
         flat = torch.zeros(M, layout.size, dtype=self.dtype, device=self.device)
         real = torch.zeros_like(flat)
-        is_weight = torch.zeros(layout.size, dtype=self.dtype, device=self.device)
-        for _, _, weight, _ in layout.slices:
-            is_weight[weight] = 1.0
+        is_weight = torch.ones(1, layout.size, dtype=self.dtype, device=self.device)
+        for block in layout.blocks(is_weight):
+            block[:, :, -1] = 0.0  # biases
         with torch.no_grad():
             for m, job in enumerate(self.jobs):
                 layout.pack(job.estimator.module_, flat[m])
@@ -237,46 +260,77 @@ class BatchedGroup:
 
     # ------------------------------------------------------------ training
 
-    def _forward(self, flat, X):
-        layers = self.layout.views(flat)
-        h = X
-        for index, (weight, bias) in enumerate(layers):
-            h = torch.baddbmm(bias, h, weight)
-            if index < len(layers) - 1:
-                h = self.activation(h)
-        return h
+    def _gradient(self, flat, X, y, w):
+        """Closed-form gradient of every model's batch loss (as in ``_backprop``).
 
-    def _per_sample_loss(self, logits, y):
-        """Loss of each row, summed over labels: shape (M, B)."""
+        ``X`` is ``(M, B, n_features + 1)``, its last column ones. Activations
+        are kept as ``(M, width, B)``: batched products with few output
+        columns are slow on the CPU, and elementwise steps need their operands
+        in one memory layout to run at full speed.
+
+        Returns ``(grad (M, P), losses (M,), weight_sum)``: the mean (or
+        ``w``-weighted) loss without the L2 term, and the normalizer it used.
+        """
+        M, n_rows = X.shape[:2]
+        blocks = self.layout.blocks(flat)
+        outputs = [X.mT]
+        z = torch.bmm(blocks[0], outputs[0])
+        for block in blocks[1:]:
+            outputs.append(self.function(z))
+            z = torch.baddbmm(block[:, :, -1:], block[:, :, :-1], outputs[-1])
+        losses, delta = self._losses_and_delta(z, y)
+        if w is None:
+            weight_sum = n_rows
+            loss = losses.sum(dim=1) / n_rows
+            delta.div_(n_rows)
+        else:
+            weight_sum = w.sum(dim=1)
+            weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
+            loss = (losses * w).sum(dim=1) / weight_sum
+            weight_sum = weight_sum[:, None]
+            delta.mul_((w / weight_sum)[:, None, :])
+        grads = []
+        for index in range(len(blocks) - 1, 0, -1):
+            weight = blocks[index][:, :, :-1]
+            grads.append(
+                torch.cat(
+                    [_matmul(delta, outputs[index].mT), delta.sum(dim=2, keepdim=True)],
+                    dim=2,
+                )
+            )
+            if weight.shape[1] == 1:  # one output: an outer product
+                delta = weight.mT * delta
+            else:
+                delta = torch.bmm(weight.mT, delta)
+            delta = self.derivative(delta, outputs[index])
+        grads.append(_matmul(delta, X))
+        grad = torch.cat([g.reshape(M, -1) for g in reversed(grads)], dim=1)
+        return grad, loss, weight_sum
+
+    def _losses_and_delta(self, logits, y):
+        """Loss of each row, summed over labels (M, B), and its gradient.
+
+        ``logits`` are ``(M, n_outputs, B)``.
+        """
         if self.target_type == "multiclass":
-            M, B, K = logits.shape
-            return F.cross_entropy(
-                logits.reshape(M * B, K), y.reshape(M * B), reduction="none"
-            ).view(M, B)
+            log_probabilities = torch.log_softmax(logits, dim=1)
+            losses = -log_probabilities.gather(1, y[:, None, :])[:, 0, :]
+            delta = log_probabilities.exp_()
+            delta.scatter_add_(
+                1, y[:, None, :], delta.new_full(losses.shape, -1.0)[:, None, :]
+            )
+            return losses, delta
+        y = y.mT
         losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        return losses.sum(dim=2)
+        return losses.sum(dim=1), torch.sigmoid(logits).sub_(y)
 
     def _step(self, rows, step):
         """One minibatch step of every model; returns the batch losses (M,)."""
         flat = self.flat
-        n_rows = rows.shape[1]
         X = self.X[self.data_id[:, None], rows]
         y = self.y[self.data_id[:, None], rows]
-        with torch.enable_grad():
-            flat.requires_grad_(True)
-            losses = self._per_sample_loss(self._forward(flat, X), y)
-            if self.w is None:
-                weight_sum = n_rows
-                loss = losses.sum(dim=1) / n_rows
-            else:
-                w = self.w.gather(1, rows)
-                weight_sum = w.sum(dim=1)
-                weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
-                loss = (losses * w).sum(dim=1) / weight_sum
-                weight_sum = weight_sum[:, None]
-            (grad,) = torch.autograd.grad(loss.sum(), flat)
-        flat.requires_grad_(False)
-        loss = loss.detach()
+        w = None if self.w is None else self.w.gather(1, rows)
+        grad, loss, weight_sum = self._gradient(flat, X, y, w)
         if self.w is not None and self.use_l2:
             penalty = 0.5 * (self.l2 * flat.square()).sum(dim=1) / weight_sum[:, 0]
             loss = torch.where(self.weighted, loss + penalty, loss)
@@ -337,16 +391,20 @@ class BatchedGroup:
     def run(self):
         """Train every job; set each estimator's weights and fitted history.
 
-        On the CPU the loop uses as many torch threads as the widest model's
-        own fit would (one for small networks): the stacked steps are too short
-        for threads to pay off, and extra threads on busy cores slow every
-        small op down by orders of magnitude (see DESIGN.md).
+        On the CPU the loop runs on one torch thread while a step is small (a
+        step of a single fit, or a few models' worth of hidden activations):
+        threads then cost more in synchronization than they save, and extra
+        threads on busy cores slow every small op down by orders of magnitude
+        (see DESIGN.md). Larger stacked steps use torch's threads.
         """
         widest = max(
             (job.estimator.module_ for job in self.jobs),
             key=lambda module: sum(p.numel() for p in module.parameters()),
         )
         threads = cpu_threads_for(widest, self.batch_size, backward=True)
+        activations = len(self.jobs) * self.batch_size * sum(self.layout.widths[1:-1])
+        if activations >= PARALLEL_MIN_ACTIVATIONS:
+            threads = torch.get_num_threads()
         with torch_threads(threads):
             self._run()
 

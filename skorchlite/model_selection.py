@@ -25,9 +25,10 @@ from sklearn.model_selection._validation import (
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples, indexable
 
+from ._backprop import ACTIVATIONS as CLOSED_FORM
 from ._batched import BatchedGroup, BatchedJob
 from ._classifier import STOCHASTIC_SOLVERS, TorchMLPClassifier, _seed_from
-from ._mlp import linear_layers
+from ._mlp import ACTIVATIONS, linear_layers
 
 
 class BatchedGridSearchCV(GridSearchCV):
@@ -407,11 +408,17 @@ def _batchable(estimator, context):
         estimator.solver in STOCHASTIC_SOLVERS
         and not estimator.early_stopping
         and not estimator.dropout
+        and _has_closed_form_gradient(estimator.activation)
         and not getattr(estimator, "_skl_callbacks", None)
         and set(fit_params) <= {"sample_weight"}
         and not sp.issparse(context.X)
         and isinstance(estimator.random_state, Integral)
     )
+
+
+def _has_closed_form_gradient(activation):
+    module = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    return module in CLOSED_FORM
 
 
 # A group whose stacked hidden activations exceed this many numbers is split by
