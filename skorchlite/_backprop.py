@@ -33,13 +33,14 @@ def _logistic_derivative(delta, activation):
     return delta.mul_(activation * (1 - activation))
 
 
-# Each supported activation: its function, and its derivative written with its
-# output, applied to the incoming gradient (in place where that is cheaper).
+# Each supported activation: its function, applied in place to the fresh
+# pre-activation, and its derivative written with its output, applied to the
+# incoming gradient (in place where that is cheaper).
 ACTIVATIONS = {
     nn.Identity: (lambda x: x, _identity_derivative),
-    nn.ReLU: (torch.relu, _relu_derivative),
-    nn.Tanh: (torch.tanh, _tanh_derivative),
-    nn.Sigmoid: (torch.sigmoid, _logistic_derivative),
+    nn.ReLU: (torch.relu_, _relu_derivative),
+    nn.Tanh: (torch.tanh_, _tanh_derivative),
+    nn.Sigmoid: (torch.sigmoid_, _logistic_derivative),
 }
 
 
