@@ -33,7 +33,7 @@ DIVERGED_LOSS_FACTOR = getattr(_training, "DIVERGED_LOSS_FACTOR", math.inf)
 
 
 # Stacked steps with at least this many hidden activations use torch's threads.
-PARALLEL_MIN_ACTIVATIONS = 2**16
+PARALLEL_MIN_ACTIVATIONS = 2**15
 
 
 @dataclass
@@ -134,6 +134,18 @@ def _matmul(a, b):
     return torch.bmm(a, b)
 
 
+def _pad_rows(tensor, n_rows):
+    """``tensor`` with zero rows appended up to ``n_rows``."""
+    padding = tensor.new_zeros((n_rows - tensor.shape[0], *tensor.shape[1:]))
+    return torch.cat([tensor, padding])
+
+
+def _pad_permutation(permutation, n_rows):
+    """A shuffle of the real rows, then the padded rows in order."""
+    padding = torch.arange(permutation.shape[0], n_rows)
+    return torch.cat([permutation, padding])
+
+
 def _column(values, like):
     return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None]
 
@@ -156,8 +168,9 @@ class BatchedGroup:
         self.activation = ACTIVATIONS[first.activation]()
         self.function, self.derivative = CLOSED_FORM[type(self.activation)]
         self.target_type = first._target_encoder.target_type
-        self.n_samples = jobs[0].X.shape[0]
-        self.batch_size = first._batch_size(self.n_samples)
+        self.n_samples = [job.X.shape[0] for job in jobs]
+        self.n_rows = max(self.n_samples)
+        self.batch_size = first._batch_size(self.n_rows)
         modules = [job.estimator.module_ for job in jobs]
         sizes = [[layer.out_features for layer in linear_layers(m)] for m in modules]
         widths = [jobs[0].X.shape[1], *map(max, zip(*sizes, strict=True))]
@@ -168,13 +181,18 @@ class BatchedGroup:
     # --------------------------------------------------------------- setup
 
     def _stack_data(self):
+        """Stack the training sets, zero-padded to ``n_rows``, with a ones column.
+
+        Training sets of different sizes (e.g. the folds of 1797 rows) share a
+        run when they give the same batches; their padded rows get weight 0.
+        """
         keys = list(dict.fromkeys(job.data_key for job in self.jobs))
         first = {}
         for job in self.jobs:
             first.setdefault(job.data_key, job)
-        X = torch.stack([first[key].X for key in keys])
+        X = torch.stack([_pad_rows(first[key].X, self.n_rows) for key in keys])
         self.X = torch.cat([X, X.new_ones((*X.shape[:2], 1))], dim=2)
-        self.y = torch.stack([first[key].y for key in keys])
+        self.y = torch.stack([_pad_rows(first[key].y, self.n_rows) for key in keys])
         index = {key: i for i, key in enumerate(keys)}
         self.data_id = torch.tensor(
             [index[job.data_key] for job in self.jobs], device=self.device
@@ -183,13 +201,17 @@ class BatchedGroup:
         # Weighted fits count the L2 penalty in each batch's loss, unweighted
         # ones add it once per epoch (see Trainer._epoch).
         self.weighted = torch.tensor(weighted, device=self.device)
-        if any(weighted):
+        self.n_samples_col = _column(self.n_samples, self.X)[:, 0]
+        if any(weighted) or min(self.n_samples) < self.n_rows:
             self.w = torch.stack(
                 [
-                    torch.ones(self.n_samples, dtype=self.dtype)
-                    if job.weights is None
-                    else torch.as_tensor(job.weights, dtype=self.dtype)
-                    for job in self.jobs
+                    _pad_rows(
+                        torch.ones(n, dtype=self.dtype)
+                        if job.weights is None
+                        else torch.as_tensor(job.weights, dtype=self.dtype),
+                        self.n_rows,
+                    )
+                    for job, n in zip(self.jobs, self.n_samples, strict=True)
                 ]
             ).to(self.device)
         else:
@@ -260,7 +282,7 @@ class BatchedGroup:
 
     # ------------------------------------------------------------ training
 
-    def _gradient(self, flat, X, y, w):
+    def _gradient(self, flat, X, y, w, n_real):
         """Closed-form gradient of every model's batch loss (as in ``_backprop``).
 
         ``X`` is ``(M, B, n_features + 1)``, its last column ones. Activations
@@ -285,7 +307,7 @@ class BatchedGroup:
             delta.div_(n_rows)
         else:
             weight_sum = w.sum(dim=1)
-            weight_sum = torch.where(weight_sum > 0, weight_sum, n_rows)
+            weight_sum = torch.where(weight_sum > 0, weight_sum, n_real)
             loss = (losses * w).sum(dim=1) / weight_sum
             weight_sum = weight_sum[:, None]
             delta.mul_((w / weight_sum)[:, None, :])
@@ -324,13 +346,16 @@ class BatchedGroup:
         losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
         return losses.sum(dim=1), torch.sigmoid(logits).sub_(y)
 
-    def _step(self, rows, step):
-        """One minibatch step of every model; returns the batch losses (M,)."""
+    def _step(self, rows, n_real, step):
+        """One minibatch step of every model; returns the batch losses (M,).
+
+        ``n_real`` (M,) counts each model's rows that are not padding.
+        """
         flat = self.flat
         X = self.X[self.data_id[:, None], rows]
         y = self.y[self.data_id[:, None], rows]
         w = None if self.w is None else self.w.gather(1, rows)
-        grad, loss, weight_sum = self._gradient(flat, X, y, w)
+        grad, loss, weight_sum = self._gradient(flat, X, y, w, n_real)
         if self.w is not None and self.use_l2:
             penalty = 0.5 * (self.l2 * flat.square()).sum(dim=1) / weight_sum[:, 0]
             loss = torch.where(self.weighted, loss + penalty, loss)
@@ -369,17 +394,19 @@ class BatchedGroup:
         self.flat.sub_(direction * self.lr_col)
 
     def _epoch(self, step, permutations):
-        n, size = self.n_samples, self.batch_size
-        total = torch.zeros(self.flat.shape[0], dtype=self.dtype, device=self.device)
+        n, size = self.n_samples_col, self.batch_size
+        total = torch.zeros_like(n)
         n_batches = 0
-        for start in range(0, n, size):
+        for start in range(0, self.n_rows, size):
             if permutations is None:
-                rows = torch.arange(start, min(start + size, n), device=self.device)
+                stop = min(start + size, self.n_rows)
+                rows = torch.arange(start, stop, device=self.device)
                 rows = rows.expand(self.flat.shape[0], -1)
             else:
                 rows = permutations[:, start : start + size]
             step += 1
-            total += self._step(rows, step) * rows.shape[1]
+            n_real = (n - start).clamp(max=rows.shape[1])
+            total += self._step(rows, n_real, step) * n_real
             n_batches += 1
         epoch_loss = total / n
         if self.use_l2:
@@ -417,8 +444,12 @@ class BatchedGroup:
         histories = [History() for _ in range(M)]
         lowest = [math.inf] * M
         final = [None] * M
-        seeds = [job.estimator._seed for job in self.jobs]
-        generators = {s: torch.Generator().manual_seed(s) for s in set(seeds)}
+        # Models with the same seed and training-set size shuffle alike.
+        seeds = [
+            (job.estimator._seed, n)
+            for job, n in zip(self.jobs, self.n_samples, strict=True)
+        ]
+        generators = {s: torch.Generator().manual_seed(s[0]) for s in set(seeds)}
         scheduled = any(s.policy != "constant" for s in self.schedules)
         step = 0
         with torch.no_grad():
@@ -426,7 +457,9 @@ class BatchedGroup:
                 permutations = None
                 if self.shuffle:
                     by_seed = {
-                        s: torch.randperm(self.n_samples, generator=generators[s])
+                        s: _pad_permutation(
+                            torch.randperm(s[1], generator=generators[s]), self.n_rows
+                        )
                         for s in dict.fromkeys(seeds[j] for j in alive)
                     }
                     permutations = torch.stack([by_seed[seeds[j]] for j in alive]).to(
@@ -456,7 +489,7 @@ class BatchedGroup:
     def _epoch_end(self, j, history, lowest, loss):
         """Record epoch ``loss`` of job ``j``; True if it stops training."""
         history.n_iter += 1
-        history.t += self.n_samples
+        history.t += self.n_samples[j]
         if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(lowest[j], 1.0):
             self.jobs[j].error = (
                 f"TrainingDivergedError: Training diverged at epoch "
@@ -485,6 +518,7 @@ class BatchedGroup:
         names = [
             "flat",
             "data_id",
+            "n_samples_col",
             "weighted",
             "l2",
             "lr_col",

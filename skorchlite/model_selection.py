@@ -454,15 +454,18 @@ def _group_key(job):
     """Models with the same key run the same loop: they train together."""
     estimator = job.estimator
     n_samples = job.X.shape[0]
+    batch_size = estimator._batch_size(n_samples)
     return (
-        n_samples,
+        # Training sets of different sizes share a run if they give the same
+        # batches (all full but the last).
+        batch_size,
+        -(-n_samples // batch_size),
         job.X.shape[1],
         job.X.dtype,
         str(job.X.device),
         estimator.solver,
         estimator.activation,
         estimator.n_layers_,
-        estimator._batch_size(n_samples),
         bool(estimator.shuffle),
         estimator._target_encoder.target_type,
         estimator.n_outputs_,
