@@ -293,12 +293,16 @@ def bench_batched_search(repeats):
 
     sklearn's MLPClassifier runs with n_jobs=1 and TorchMLPClassifier with
     n_jobs=2, as the issue asks; all use random_state=0 and their defaults
-    (max_iter=200, tol-based stopping). Digits is scaled to [0, 1].
+    (max_iter=200, tol-based stopping). Digits is scaled to [0, 1]. Each data
+    set also runs as float32, which every estimator here then trains in.
     """
     digits_X, digits_y = load_digits(return_X_y=True)
+    moons_X, moons_y = make_moons(1000, noise=0.07, random_state=42)
     data = {
-        "moons (1000)": make_moons(1000, noise=0.07, random_state=42),
+        "moons (1000)": (moons_X, moons_y),
         "digits": (digits_X / 16.0, digits_y),
+        "moons (1000), float32": (moons_X.astype(np.float32), moons_y),
+        "digits, float32": ((digits_X / 16.0).astype(np.float32), digits_y),
     }
     searches = {
         "BatchedGridSearchCV(TorchMLPClassifier)": lambda: BatchedGridSearchCV(
