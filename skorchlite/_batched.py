@@ -1,17 +1,21 @@
 """Train many MLPs of one shape at once, as rows of stacked tensors.
 
-Every model of a :class:`BatchedGroup` has the same depth, activation, solver,
-batch size and number of training rows, so one step of the loop advances all of
-them: the weights of model ``m`` are row ``m`` of a flat ``(M, P)`` parameter
-matrix (hidden widths zero-padded to the widest), the layers run as ``baddbmm``
-and the optimizer works on whole rows, with per-model learning rates, betas,
-momenta and L2 strengths as ``(M, 1)`` columns. Each model reproduces what
+Every model of a :class:`BatchedGroup` has the same depth, activation, solver
+and batches per epoch, so one step of the loop advances all of them: the
+weights of model ``m`` are row ``m`` of a flat ``(M, P)`` parameter matrix
+(hidden widths zero-padded to the widest), the gradients are written out in
+closed form as batched matrix products (like :mod:`skorchlite._backprop` for
+one model: autograd's bookkeeping would dominate these short steps), and the
+optimizer works on whole rows, with per-model learning rates, betas, momenta
+and L2 strengths as ``(M, 1)`` columns. Each model reproduces what
 ``TorchMLPClassifier.fit`` computes alone (same initial weights, same batch
 order, same loss curve and stopping rule), up to floating-point rounding.
 
 Padded units stay exactly zero: their incoming weights and biases get zero
 gradients, and so do their outgoing weights unless the activation of 0 is not 0
-(the logistic), where the gradient is masked.
+(the logistic), where the gradient is masked. Training sets of different sizes
+that give the same batches (the folds of most data sets) are zero-padded to
+the largest, their padded rows weighing 0.
 """
 
 import itertools
@@ -21,16 +25,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import _training
 from ._backprop import ACTIVATIONS as CLOSED_FORM
 from ._device import cpu_threads_for, torch_threads
 from ._mlp import ACTIVATIONS, linear_layers
-from ._training import History, LearningRateSchedule
-
-# The loop's "blew up" rule (see Trainer.run); infinite where it only checks
-# for non-finite losses.
-DIVERGED_LOSS_FACTOR = getattr(_training, "DIVERGED_LOSS_FACTOR", math.inf)
-
+from ._training import DIVERGED_LOSS_FACTOR, History, LearningRateSchedule
 
 # Stacked steps with at least this many hidden activations use torch's threads.
 PARALLEL_MIN_ACTIVATIONS = 2**15
@@ -52,7 +50,10 @@ class BatchedJob:
     weights : numpy.ndarray or None
         ``sample_weight * class_weight`` of the rows, None if unweighted.
     error : str or None
-        Set by :func:`train_group` if the fit diverged.
+        Set by :meth:`BatchedGroup.run` if the fit diverged.
+    converged : bool
+        Set by :meth:`BatchedGroup.run` if the fit stopped before ``max_iter``
+        epochs (its loss stopped improving).
     """
 
     estimator: object
@@ -61,6 +62,7 @@ class BatchedJob:
     y: torch.Tensor
     weights: object = None
     error: str | None = None
+    converged: bool = False
 
 
 class _LearningRate:
@@ -156,8 +158,9 @@ class BatchedGroup:
     Parameters
     ----------
     jobs : list of BatchedJob
-        Same solver, activation, depth, batch size, shuffle, number of training
-        rows, target type, dtype and device; everything else may differ.
+        Same solver, activation (one with a closed-form derivative), depth,
+        batch size, number of batches per epoch, shuffle, target type, dtype
+        and device; everything else may differ.
     """
 
     def __init__(self, jobs):
@@ -508,6 +511,7 @@ class BatchedGroup:
         schedule.epoch_end(history.t)
         if history.no_improvement_count > self.n_iter_no_change[j]:
             if schedule.on_plateau():
+                self.jobs[j].converged = True
                 return True
             history.no_improvement_count = 0
         return history.n_iter >= self.max_iter[j]

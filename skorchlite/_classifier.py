@@ -610,12 +610,15 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self._check_finite_weights()
         self._publish_history(history)
         if not incremental and not stopped_early:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                "and the optimization hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+            self._warn_max_iter_reached(stacklevel=5)
+
+    def _warn_max_iter_reached(self, stacklevel):
+        warnings.warn(
+            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+            "and the optimization hasn't converged yet.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
 
     def _train_lbfgs(self, data, history):
         n_iter, loss, n_evals = fit_lbfgs(

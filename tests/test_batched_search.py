@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import make_moons
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
@@ -141,6 +142,20 @@ def test_logistic_padding_and_sample_weight(moons, rng):
     assert batched.n_batched_fits_ == 8
 
 
+def test_large_groups_run_in_cache_sized_parts():
+    # 7 x 5 models of width 100 on batches of 200 rows stack 700,000 hidden
+    # activations per step: more than one run's worth, so they take two.
+    X, y = make_moons(500, noise=0.1, random_state=0)
+    grid = {"learning_rate_init": [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03]}
+    estimator = TorchMLPClassifier(
+        hidden_layer_sizes=(100,), max_iter=3, random_state=0
+    )
+    plain, batched = both(estimator, grid, X, y, cv=5)
+    assert_same_results(plain, batched)
+    assert batched.n_batched_fits_ == 35
+    assert batched.n_batch_groups_ == 2
+
+
 def test_unsupported_candidates_fall_back_to_ordinary_fits(moons):
     X, y = moons
     grid = [
@@ -220,3 +235,17 @@ def test_bad_grid_gets_sklearn_errors(moons):
     with pytest.warns(FitFailedWarning, match="alpha"):
         search.fit(X, y)
     assert search.best_params_ == {"alpha": 1e-4}
+
+
+def test_warns_like_grid_search_cv_when_max_iter_is_reached(moons):
+    X, y = moons
+    # tol=0.5 stops on the plateau rule after 11 epochs; tol=0 runs all 40.
+    grid = {"tol": [0.0, 0.5]}
+    estimator = TorchMLPClassifier(max_iter=40, random_state=0)
+    counts = []
+    for search in (GridSearchCV, BatchedGridSearchCV):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            search(estimator, grid, cv=3, refit=False).fit(X, y)
+        counts.append(sum(w.category is ConvergenceWarning for w in caught))
+    assert counts == [3, 3]
