@@ -148,6 +148,13 @@ def _pad_permutation(permutation, n_rows):
     return torch.cat([permutation, padding])
 
 
+def _scalar_or_column(values, like):
+    """A float if all ``values`` are equal (fewer operations), else a column."""
+    if len(set(values)) == 1:
+        return float(values[0])
+    return _column(values, like)
+
+
 def _column(values, like):
     return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None]
 
@@ -232,6 +239,7 @@ class BatchedGroup:
                 layout.pack(job.estimator.module_, flat[m])
                 layout.pack(job.estimator.module_, real[m], fill=1.0)
         self.flat = flat
+        self._view_layers()
         self.is_weight = is_weight
         # The outgoing weights of padded units only get a gradient when the
         # activation of 0 is not 0; mask them then.
@@ -275,17 +283,20 @@ class BatchedGroup:
             )[:, None]
             self.buffer = None
         else:
-            self.beta_1 = _column([e.beta_1 for e in estimators], flat)
-            self.beta_2 = _column([e.beta_2 for e in estimators], flat)
-            self.epsilon = _column([e.epsilon for e in estimators], flat)
+            self.beta_1 = _scalar_or_column([e.beta_1 for e in estimators], flat)
+            self.beta_2 = _scalar_or_column([e.beta_2 for e in estimators], flat)
+            self.epsilon = _scalar_or_column([e.epsilon for e in estimators], flat)
             self.exp_avg = torch.zeros_like(flat)
             self.exp_avg_sq = torch.zeros_like(flat)
             if self.solver == "adamw":
-                self.decay = _column(self.alpha, flat) * self.is_weight
+                # Adam's learning rate is constant: so is the decay factor.
+                self.decay = (
+                    1 - self.lr_col * _column(self.alpha, flat) * self.is_weight
+                )
 
     # ------------------------------------------------------------ training
 
-    def _gradient(self, flat, X, y, w, n_real):
+    def _gradient(self, X, y, w, n_real):
         """Closed-form gradient of every model's batch loss (as in ``_backprop``).
 
         ``X`` is ``(M, B, n_features + 1)``, its last column ones. Activations
@@ -297,12 +308,11 @@ class BatchedGroup:
         ``w``-weighted) loss without the L2 term, and the normalizer it used.
         """
         M, n_rows = X.shape[:2]
-        blocks = self.layout.blocks(flat)
         outputs = [X.mT]
-        z = torch.bmm(blocks[0], outputs[0])
-        for block in blocks[1:]:
+        z = torch.bmm(self.first_block, outputs[0])
+        for weight, bias in self.layers:
             outputs.append(self.function(z))
-            z = torch.baddbmm(block[:, :, -1:], block[:, :, :-1], outputs[-1])
+            z = torch.baddbmm(bias, weight, outputs[-1])
         losses, delta = self._losses_and_delta(z, y)
         if w is None:
             weight_sum = n_rows
@@ -315,8 +325,8 @@ class BatchedGroup:
             weight_sum = weight_sum[:, None]
             delta.mul_((w / weight_sum)[:, None, :])
         grads = []
-        for index in range(len(blocks) - 1, 0, -1):
-            weight = blocks[index][:, :, :-1]
+        for index in range(len(self.layers), 0, -1):
+            weight = self.layers[index - 1][0]
             grads.append(
                 torch.cat(
                     [_matmul(delta, outputs[index].mT), delta.sum(dim=2, keepdim=True)],
@@ -349,20 +359,20 @@ class BatchedGroup:
         losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
         return losses.sum(dim=1), torch.sigmoid(logits).sub_(y)
 
-    def _step(self, rows, n_real, step):
+    def _step(self, X, y, w, n_real, step):
         """One minibatch step of every model; returns the batch losses (M,).
 
-        ``n_real`` (M,) counts each model's rows that are not padding.
+        ``n_real`` (int or (M,) tensor) counts each model's rows that are not
+        padding.
         """
         flat = self.flat
-        X = self.X[self.data_id[:, None], rows]
-        y = self.y[self.data_id[:, None], rows]
-        w = None if self.w is None else self.w.gather(1, rows)
-        grad, loss, weight_sum = self._gradient(flat, X, y, w, n_real)
+        grad, loss, weight_sum = self._gradient(X, y, w, n_real)
         if self.w is not None and self.use_l2:
             penalty = 0.5 * (self.l2 * flat.square()).sum(dim=1) / weight_sum[:, 0]
             loss = torch.where(self.weighted, loss + penalty, loss)
-        if self.use_l2:
+        if isinstance(weight_sum, int) and self.use_l2:
+            grad.addcmul_(flat, self.l2, value=1 / weight_sum)
+        elif self.use_l2:
             grad.addcmul_(flat, self.l2 / weight_sum)
         if self.pad_mask is not None:
             grad.mul_(self.pad_mask)
@@ -376,15 +386,18 @@ class BatchedGroup:
         return loss
 
     def _adam(self, grad, step):
-        flat = self.flat
+        flat, beta_1, beta_2 = self.flat, self.beta_1, self.beta_2
         if self.solver == "adamw":
-            flat.mul_(1 - self.lr_col * self.decay)
-        self.exp_avg.lerp_(grad, 1 - self.beta_1)
-        self.exp_avg_sq.mul_(self.beta_2).addcmul_(grad, grad * (1 - self.beta_2))
-        step_size = self.lr_col / (1 - self.beta_1**step)
-        bias_correction2_sqrt = (1 - self.beta_2**step).sqrt()
-        denom = (self.exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.epsilon)
-        flat.sub_(self.exp_avg / denom * step_size)
+            flat.mul_(self.decay)
+        self.exp_avg.lerp_(grad, 1 - beta_1)
+        if isinstance(beta_2, float):
+            self.exp_avg_sq.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
+        else:
+            self.exp_avg_sq.mul_(beta_2).addcmul_(grad, grad * (1 - beta_2))
+        step_size = self.lr_col / (1 - beta_1**step)
+        bias_correction2_sqrt = (1 - beta_2**step) ** 0.5
+        denom = self.exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(self.epsilon)
+        flat.addcdiv_(self.exp_avg * -step_size, denom)
 
     def _sgd(self, grad):
         if self.buffer is None:
@@ -397,19 +410,27 @@ class BatchedGroup:
         self.flat.sub_(direction * self.lr_col)
 
     def _epoch(self, step, permutations):
+        """One epoch of every model; ``permutations`` (M, n_rows) or None."""
         n, size = self.n_samples_col, self.batch_size
+        # Each model's training rows in this epoch's order, gathered once.
+        if permutations is None:
+            X, y, w = self.X[self.data_id], self.y[self.data_id], self.w
+        else:
+            X = self.X[self.data_id[:, None], permutations]
+            y = self.y[self.data_id[:, None], permutations]
+            w = None if self.w is None else self.w.gather(1, permutations)
         total = torch.zeros_like(n)
         n_batches = 0
         for start in range(0, self.n_rows, size):
-            if permutations is None:
-                stop = min(start + size, self.n_rows)
-                rows = torch.arange(start, stop, device=self.device)
-                rows = rows.expand(self.flat.shape[0], -1)
-            else:
-                rows = permutations[:, start : start + size]
+            batch = slice(start, start + size)
             step += 1
-            n_real = (n - start).clamp(max=rows.shape[1])
-            total += self._step(rows, n_real, step) * n_real
+            n_real = min(size, self.n_rows - start)
+            if start + n_real > min(self.n_samples):  # some models are padded
+                n_real = (n - start).clamp(max=n_real)
+            batch_w = None if w is None else w[:, batch]
+            total += (
+                self._step(X[:, batch], y[:, batch], batch_w, n_real, step) * n_real
+            )
             n_batches += 1
         epoch_loss = total / n
         if self.use_l2:
@@ -516,6 +537,12 @@ class BatchedGroup:
             history.no_improvement_count = 0
         return history.n_iter >= self.max_iter[j]
 
+    def _view_layers(self):
+        """Views of ``flat``: the first layer's block, then (weight, bias) pairs."""
+        blocks = self.layout.blocks(self.flat)
+        self.first_block = blocks[0]
+        self.layers = [(block[:, :, :-1], block[:, :, -1:]) for block in blocks[1:]]
+
     def _keep(self, rows):
         """Drop the stacked rows of models that stopped training."""
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
@@ -536,6 +563,7 @@ class BatchedGroup:
             value = getattr(self, name, None)
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value[index])
+        self._view_layers()
 
     def _finish(self, job, history, row):
         estimator = job.estimator
