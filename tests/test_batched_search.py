@@ -142,6 +142,23 @@ def test_logistic_padding_and_sample_weight(moons, rng):
     assert batched.n_batched_fits_ == 8
 
 
+def test_deeper_networks_other_activations_and_fixed_order(blobs):
+    # Two hidden layers of padded widths, every closed-form activation, batches
+    # in a fixed order and in a shuffled one, training sets of 67 or 68 rows.
+    X, y = blobs
+    grid = {
+        "hidden_layer_sizes": [(5, 3), (8, 4)],
+        "activation": ["identity", "tanh", "relu"],
+        "shuffle": [False, True],
+    }
+    plain, batched = both(
+        TorchMLPClassifier(**BASE), grid, X, y, cv=4, scoring=SCORING, refit="brier"
+    )
+    assert_same_results(plain, batched)
+    assert batched.n_batched_fits_ == 12 * 4
+    assert batched.n_batch_groups_ == 3 * 2
+
+
 def test_large_groups_run_in_cache_sized_parts():
     # 7 x 5 models of width 100 on batches of 200 rows stack 700,000 hidden
     # activations per step: more than one run's worth, so they take two.
@@ -162,6 +179,7 @@ def test_unsupported_candidates_fall_back_to_ordinary_fits(moons):
         {"solver": ["lbfgs"], "max_iter": [20]},
         {"early_stopping": [True]},
         {"dropout": [0.2]},
+        {"activation": ["gelu"]},
         {"learning_rate_init": [0.01]},
     ]
     plain, batched = both(
