@@ -20,6 +20,8 @@ the largest, their padded rows weighing 0.
 
 import itertools
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -157,6 +159,28 @@ def _scalar_or_column(values, like):
 
 def _column(values, like):
     return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None]
+
+
+def train_groups(groups):
+    """Train every :class:`BatchedGroup`, several at once on a multi-core CPU.
+
+    A stacked step of small networks is a few dozen short operators, too short
+    for torch's threads to share well, so CPU groups rather train side by side,
+    each on one torch thread, in as many Python threads as torch has CPU
+    threads (torch releases the GIL inside its operators). The costliest
+    groups start first. Other devices train one group after the other.
+    """
+    on_cpu = [group for group in groups if group.device.type == "cpu"]
+    n_workers = min(len(on_cpu), torch.get_num_threads())
+    for group in groups:
+        if group not in on_cpu or n_workers <= 1:
+            group.run()
+    if n_workers <= 1:
+        return
+    on_cpu.sort(key=BatchedGroup.cost, reverse=True)
+    with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
+        for _ in pool.map(BatchedGroup.train, on_cpu):
+            pass
 
 
 class BatchedGroup:
@@ -457,7 +481,17 @@ class BatchedGroup:
         if activations >= PARALLEL_MIN_ACTIVATIONS:
             threads = torch.get_num_threads()
         with torch_threads(threads):
-            self._run()
+            self.train()
+
+    def cost(self):
+        """A relative estimate of the group's training time."""
+        return len(self.jobs) * self.n_rows * self.layout.size
+
+    def train(self):
+        """Train on the current torch threads; ``seconds`` records how long."""
+        started = time.perf_counter()
+        self._run()
+        self.seconds = time.perf_counter() - started
 
     def _run(self):
         self._stack_data()

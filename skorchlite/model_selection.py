@@ -26,7 +26,7 @@ from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples, indexable
 
 from ._backprop import ACTIVATIONS as CLOSED_FORM
-from ._batched import BatchedGroup, BatchedJob
+from ._batched import BatchedGroup, BatchedJob, train_groups
 from ._classifier import STOCHASTIC_SOLVERS, TorchMLPClassifier, _seed_from
 from ._mlp import ACTIVATIONS, linear_layers
 
@@ -202,9 +202,10 @@ class BatchedGridSearchCV(GridSearchCV):
             else:
                 groups[_group_key(job)].append((index, job))
         groups = [part for group in groups.values() for part in _split_by_width(group)]
-        for members in groups:
-            failed = self._train_and_score(members, context, out)
-            fallback.extend(failed)
+        runs = [BatchedGroup([job for _, job in members]) for members in groups]
+        train_groups(runs)
+        for members, run in zip(groups, runs, strict=True):
+            fallback.extend(self._score_group(members, run.seconds, context, out))
         self.n_batched_fits_ = len(tasks) - len(fallback)
         self.n_batch_groups_ = len(groups)
         if self.verbose > 0:
@@ -281,13 +282,10 @@ class BatchedGridSearchCV(GridSearchCV):
         job.prepare_time = time.perf_counter() - started
         return job
 
-    def _train_and_score(self, members, context, out):
-        """Train one group and fill ``out``; returns the indices to refit
+    def _score_group(self, members, seconds, context, out):
+        """Score one trained group into ``out``; returns the indices to refit
         ordinarily (failed fits when ``error_score="raise"``)."""
-        jobs = [job for _, job in members]
-        started = time.perf_counter()
-        BatchedGroup(jobs).run()
-        per_model = (time.perf_counter() - started) / len(jobs)
+        per_model = seconds / len(members)
         failed = []
         for index, job in members:
             if job.error is not None and self.error_score == "raise":
