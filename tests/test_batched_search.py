@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+from skorchlite._device import torch_threads
 from skorchlite._training import TrainingDivergedError
 
 BASE = {"max_iter": 15, "random_state": 0, "batch_size": 32}
@@ -142,18 +143,21 @@ def test_logistic_padding_and_sample_weight(moons, rng):
     assert batched.n_batched_fits_ == 8
 
 
-def test_deeper_networks_other_activations_and_fixed_order(blobs):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_deeper_networks_other_activations_and_fixed_order(blobs, threads):
     # Two hidden layers of padded widths, every closed-form activation, batches
-    # in a fixed order and in a shuffled one, training sets of 67 or 68 rows.
+    # in a fixed order and in a shuffled one, training sets of 67 or 68 rows;
+    # the six groups train one after the other (1 thread) or side by side.
     X, y = blobs
     grid = {
         "hidden_layer_sizes": [(5, 3), (8, 4)],
         "activation": ["identity", "tanh", "relu"],
         "shuffle": [False, True],
     }
-    plain, batched = both(
-        TorchMLPClassifier(**BASE), grid, X, y, cv=4, scoring=SCORING, refit="brier"
-    )
+    with torch_threads(threads):
+        plain, batched = both(
+            TorchMLPClassifier(**BASE), grid, X, y, cv=4, scoring=SCORING, refit="brier"
+        )
     assert_same_results(plain, batched)
     assert batched.n_batched_fits_ == 12 * 4
     assert batched.n_batch_groups_ == 3 * 2
