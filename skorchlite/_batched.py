@@ -15,7 +15,9 @@ Padded units stay exactly zero: their incoming weights and biases get zero
 gradients, and so do their outgoing weights unless the activation of 0 is not 0
 (the logistic), where the gradient is masked. Training sets of different sizes
 that give the same batches (the folds of most data sets) are zero-padded to
-the largest, their padded rows weighing 0.
+the largest, their padded rows weighing 0. Dropout masks are drawn model by
+model, from a generator seeded as the model's fit seeds torch's, in the shape
+the fit draws them, so they are the fit's own masks.
 """
 
 import itertools
@@ -211,6 +213,20 @@ class BatchedGroup:
         self.layout = _Layout(widths)
         self.dtype = jobs[0].X.dtype
         self.device = jobs[0].X.device
+        # Dropout draws each model's masks as its own fit does: from a CPU
+        # generator seeded like the fit's global one, mask by mask, in the
+        # shape of the model's own batch and layer.
+        self.dropout = None
+        if any(job.estimator.dropout for job in jobs):
+            self.dropout = [
+                (
+                    job.estimator.dropout,
+                    torch.Generator().manual_seed(job.estimator._seed),
+                    hidden,
+                    n,
+                )
+                for job, hidden, n in zip(jobs, sizes, self.n_samples, strict=True)
+            ]
 
     # --------------------------------------------------------------- setup
 
@@ -320,7 +336,7 @@ class BatchedGroup:
 
     # ------------------------------------------------------------ training
 
-    def _gradient(self, X, y, w, n_real):
+    def _gradient(self, X, y, w, n_real, start):
         """Closed-form gradient of every model's batch loss (as in ``_backprop``).
 
         ``X`` is ``(M, B, n_features + 1)``, its last column ones. Activations
@@ -332,10 +348,16 @@ class BatchedGroup:
         ``w``-weighted) loss without the L2 term, and the normalizer it used.
         """
         M, n_rows = X.shape[:2]
-        outputs = [X.mT]
+        outputs = [X.mT]  # the input of each layer
+        activations, masks = [], []  # each hidden layer's, before dropout
         z = torch.bmm(self.first_block, outputs[0])
-        for weight, bias in self.layers:
-            outputs.append(self.function(z))
+        for layer, (weight, bias) in enumerate(self.layers):
+            activations.append(self.function(z))
+            if self.dropout is None:
+                outputs.append(activations[-1])
+            else:
+                masks.append(self._dropout_mask(layer, activations[-1], start))
+                outputs.append(activations[-1] * masks[-1])
             z = torch.baddbmm(bias, weight, outputs[-1])
         losses, delta = self._losses_and_delta(z, y)
         if w is None:
@@ -361,10 +383,25 @@ class BatchedGroup:
                 delta = weight.mT * delta
             else:
                 delta = torch.bmm(weight.mT, delta)
-            delta = self.derivative(delta, outputs[index])
+            if masks:
+                delta = delta.mul_(masks[index - 1])
+            delta = self.derivative(delta, activations[index - 1])
         grads.append(_matmul(delta, X))
         grad = torch.cat([g.reshape(M, -1) for g in reversed(grads)], dim=1)
         return grad, loss, weight_sum
+
+    def _dropout_mask(self, layer, activation, start):
+        """Each model's dropout mask (scaled by ``1 / (1 - p)``) of ``layer``."""
+        mask = torch.zeros_like(activation)
+        for row, (p, generator, hidden, n_samples) in enumerate(self.dropout):
+            if not p:
+                mask[row] = 1.0
+                continue
+            n_rows = min(self.batch_size, n_samples - start)
+            noise = torch.empty(n_rows, hidden[layer], dtype=mask.dtype)
+            noise.bernoulli_(1 - p, generator=generator).div_(1 - p)
+            mask[row, : hidden[layer], :n_rows] = noise.T
+        return mask
 
     def _losses_and_delta(self, logits, y):
         """Loss of each row, summed over labels (M, B), and its gradient.
@@ -383,14 +420,14 @@ class BatchedGroup:
         losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
         return losses.sum(dim=1), torch.sigmoid(logits).sub_(y)
 
-    def _step(self, X, y, w, n_real, step):
+    def _step(self, X, y, w, n_real, start, step):
         """One minibatch step of every model; returns the batch losses (M,).
 
         ``n_real`` (int or (M,) tensor) counts each model's rows that are not
-        padding.
+        padding; ``start`` is the batch's first row in the epoch.
         """
         flat = self.flat
-        grad, loss, weight_sum = self._gradient(X, y, w, n_real)
+        grad, loss, weight_sum = self._gradient(X, y, w, n_real, start)
         if self.w is not None and self.use_l2:
             penalty = 0.5 * (self.l2 * flat.square()).sum(dim=1) / weight_sum[:, 0]
             loss = torch.where(self.weighted, loss + penalty, loss)
@@ -452,9 +489,10 @@ class BatchedGroup:
             if start + n_real > min(self.n_samples):  # some models are padded
                 n_real = (n - start).clamp(max=n_real)
             batch_w = None if w is None else w[:, batch]
-            total += (
-                self._step(X[:, batch], y[:, batch], batch_w, n_real, step) * n_real
+            batch_loss = self._step(
+                X[:, batch], y[:, batch], batch_w, n_real, start, step
             )
+            total += batch_loss * n_real
             n_batches += 1
         epoch_loss = total / n
         if self.use_l2:
@@ -597,6 +635,8 @@ class BatchedGroup:
             value = getattr(self, name, None)
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value[index])
+        if self.dropout is not None:
+            self.dropout = [self.dropout[row] for row in rows]
         self._view_layers()
 
     def _finish(self, job, history, row):

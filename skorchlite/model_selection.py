@@ -43,8 +43,8 @@ class BatchedGridSearchCV(GridSearchCV):
     the folds' training sets are zero-padded, and ``learning_rate_init``,
     ``alpha``, ``beta_1``, ``beta_2``, ``epsilon``, ``momentum``,
     ``nesterovs_momentum``, ``learning_rate``, ``power_t``, ``class_weight``,
-    ``max_grad_norm``, ``tol``, ``n_iter_no_change``, ``max_iter`` and
-    ``random_state`` vary freely inside one batch. Each model stops on its own
+    ``dropout``, ``max_grad_norm``, ``tol``, ``n_iter_no_change``, ``max_iter``
+    and ``random_state`` vary freely inside one batch. Each model stops on its own
     rule, exactly as ``TorchMLPClassifier.fit`` would stop it.
 
     Each batched model is the model ``TorchMLPClassifier(**params).fit`` gives on
@@ -55,7 +55,7 @@ class BatchedGridSearchCV(GridSearchCV):
     Falls back to ordinary fits (run with ``n_jobs``) for the candidates the
     batched path does not cover: an estimator that is not a
     ``TorchMLPClassifier`` (e.g. a ``Pipeline``), ``solver="lbfgs"``,
-    ``early_stopping=True``, ``dropout > 0``, activations other than
+    ``early_stopping=True``, ``dropout > 0`` on a GPU, activations other than
     ``"identity"``, ``"logistic"``, ``"tanh"`` and ``"relu"``, sparse ``X``,
     fit parameters other than ``sample_weight``, and estimators with sklearn
     callbacks.
@@ -270,6 +270,8 @@ class BatchedGridSearchCV(GridSearchCV):
             estimator._initialize(X_train, estimator._hidden_layer_sizes())
             dtype = estimator.module_[0].weight.dtype
             device = estimator.module_[0].weight.device
+            if estimator.dropout and device.type != "cpu":
+                return None  # its fit draws the masks from the device's RNG
             key = (s, dtype, device)
             if key not in data_cache:
                 data_cache[key] = estimator._to_training_data(X_train, y_train, None)
@@ -409,7 +411,6 @@ def _batchable(estimator, context):
     return (
         estimator.solver in STOCHASTIC_SOLVERS
         and not estimator.early_stopping
-        and not estimator.dropout
         and _has_closed_form_gradient(estimator.activation)
         and not getattr(estimator, "_skl_callbacks", None)
         and set(fit_params) <= {"sample_weight"}
