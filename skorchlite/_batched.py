@@ -53,6 +53,8 @@ class BatchedJob:
         Training rows and encoded targets, on the training device.
     weights : numpy.ndarray or None
         ``sample_weight * class_weight`` of the rows, None if unweighted.
+    validation : TrainingData or None
+        The rows held out for early stopping (the estimator's own split).
     error : str or None
         Set by :meth:`BatchedGroup.run` if the fit diverged.
     converged : bool
@@ -65,6 +67,7 @@ class BatchedJob:
     X: torch.Tensor
     y: torch.Tensor
     weights: object = None
+    validation: object = None
     error: str | None = None
     converged: bool = False
 
@@ -403,6 +406,43 @@ class BatchedGroup:
             mask[row, : hidden[layer], :n_rows] = noise.T
         return mask
 
+    def _stack_validation(self):
+        """Each model's validation rows, padded to the longest (weight 0)."""
+        self.validation = None
+        sets = [job.validation for job in self.jobs]
+        if all(v is None for v in sets):
+            return
+        fallback = next(v for v in sets if v is not None)  # for the others
+        sets = [fallback if v is None else v for v in sets]
+        n_val = max(v.n_samples for v in sets)
+        X = torch.stack([_pad_rows(v.X, n_val) for v in sets])
+        self.X_val = torch.cat([X, X.new_ones((*X.shape[:2], 1))], dim=2)
+        self.y_val = torch.stack([_pad_rows(v.y, n_val) for v in sets])
+        self.w_val = torch.stack(
+            [
+                _pad_rows(
+                    torch.ones(v.n_samples, dtype=self.dtype, device=self.device)
+                    if v.sample_weight is None
+                    else v.sample_weight,
+                    n_val,
+                )
+                for v in sets
+            ]
+        )
+        self.validation = True
+        self.best = self.flat.clone()
+
+    def _validation_scores(self):
+        """Each model's validation accuracy (weighted), as its fit's validator."""
+        z = torch.bmm(self.first_block, self.X_val.mT)
+        for weight, bias in self.layers:
+            z = torch.baddbmm(bias, weight, self.function(z))
+        if self.target_type == "multiclass":
+            correct = z.argmax(dim=1) == self.y_val
+        else:
+            correct = ((z > 0) == (self.y_val.mT > 0.5)).all(dim=1)
+        return (correct * self.w_val).sum(dim=1) / self.w_val.sum(dim=1)
+
     def _losses_and_delta(self, logits, y):
         """Loss of each row, summed over labels (M, B), and its gradient.
 
@@ -534,6 +574,7 @@ class BatchedGroup:
     def _run(self):
         self._stack_data()
         self._stack_parameters()
+        self._stack_validation()
         self._hyperparameters()
         M = len(self.jobs)
         alive = list(range(M))  # job index of each stacked row
@@ -562,15 +603,29 @@ class BatchedGroup:
                         self.device
                     )
                 losses, step = self._epoch(step, permutations)
-                finished = []
-                for row, (job, loss) in enumerate(
-                    zip(alive, losses.tolist(), strict=True)
+                scores = [None] * len(alive)
+                if self.validation is not None:
+                    scores = self._validation_scores().tolist()
+                finished, improved = [], []
+                for row, (job, loss, score) in enumerate(
+                    zip(alive, losses.tolist(), scores, strict=True)
                 ):
-                    if self._epoch_end(job, histories[job], lowest, loss):
+                    if self.jobs[job].validation is None:
+                        scores[row] = score = None
+                    stop, best = self._epoch_end(
+                        job, histories[job], lowest, loss, score
+                    )
+                    if stop:
                         finished.append(row)
+                    if best:
+                        improved.append(row)
+                if improved:
+                    rows = torch.tensor(improved, device=self.device)
+                    self.best[rows] = self.flat[rows]
                 if finished:
                     for row in finished:
-                        final[alive[row]] = self.flat[row].clone()
+                        kept = self.flat if scores[row] is None else self.best
+                        final[alive[row]] = kept[row].clone()
                     keep = [r for r in range(len(alive)) if r not in set(finished)]
                     alive = [alive[r] for r in keep]
                     self._keep(keep)
@@ -582,8 +637,12 @@ class BatchedGroup:
         for job, history, row in zip(self.jobs, histories, final, strict=True):
             self._finish(job, history, row)
 
-    def _epoch_end(self, j, history, lowest, loss):
-        """Record epoch ``loss`` of job ``j``; True if it stops training."""
+    def _epoch_end(self, j, history, lowest, loss, score):
+        """Record epoch ``loss`` (and validation ``score``) of job ``j``.
+
+        Returns ``(stop, best)``: whether it stops training, and whether these
+        are its best weights so far (by validation score).
+        """
         history.n_iter += 1
         history.t += self.n_samples[j]
         if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(lowest[j], 1.0):
@@ -591,23 +650,29 @@ class BatchedGroup:
                 f"TrainingDivergedError: Training diverged at epoch "
                 f"{history.n_iter}: the loss became {loss}."
             )
-            return True
+            return True, False
         lowest[j] = min(lowest[j], loss)
         history.loss = loss
         history.loss_curve.append(loss)
-        if loss > history.best_loss - self.tol[j]:
-            history.no_improvement_count += 1
-        else:
-            history.no_improvement_count = 0
-        history.best_loss = min(history.best_loss, loss)
+        best = False
+        if score is None:  # as Trainer._record_loss
+            worse = loss > history.best_loss - self.tol[j]
+            history.best_loss = min(history.best_loss, loss)
+        else:  # as Trainer._record_validation
+            history.validation_scores.append(score)
+            worse = score < history.best_validation_score + self.tol[j]
+            best = score >= history.best_validation_score
+            if best:
+                history.best_validation_score = score
+        history.no_improvement_count = history.no_improvement_count + 1 if worse else 0
         schedule = self.schedules[j]
         schedule.epoch_end(history.t)
         if history.no_improvement_count > self.n_iter_no_change[j]:
             if schedule.on_plateau():
                 self.jobs[j].converged = True
-                return True
+                return True, best
             history.no_improvement_count = 0
-        return history.n_iter >= self.max_iter[j]
+        return history.n_iter >= self.max_iter[j], best
 
     def _view_layers(self):
         """Views of ``flat``: the first layer's block, then (weight, bias) pairs."""
@@ -621,6 +686,10 @@ class BatchedGroup:
         names = [
             "flat",
             "data_id",
+            "X_val",
+            "y_val",
+            "w_val",
+            "best",
             "n_samples_col",
             "weighted",
             "l2",

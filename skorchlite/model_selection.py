@@ -45,7 +45,9 @@ class BatchedGridSearchCV(GridSearchCV):
     ``nesterovs_momentum``, ``learning_rate``, ``power_t``, ``class_weight``,
     ``dropout``, ``max_grad_norm``, ``tol``, ``n_iter_no_change``, ``max_iter``
     and ``random_state`` vary freely inside one batch. Each model stops on its own
-    rule, exactly as ``TorchMLPClassifier.fit`` would stop it.
+    rule, exactly as ``TorchMLPClassifier.fit`` would stop it; with
+    ``early_stopping=True`` it holds out its fit's validation rows, and keeps
+    its best weights.
 
     Each batched model is the model ``TorchMLPClassifier(**params).fit`` gives on
     that fold (same initial weights, batch order, loss curve and stopping
@@ -55,7 +57,7 @@ class BatchedGridSearchCV(GridSearchCV):
     Falls back to ordinary fits (run with ``n_jobs``) for the candidates the
     batched path does not cover: an estimator that is not a
     ``TorchMLPClassifier`` (e.g. a ``Pipeline``), ``solver="lbfgs"``,
-    ``early_stopping=True``, ``dropout > 0`` on a GPU, activations other than
+    ``dropout > 0`` on a GPU, activations other than
     ``"identity"``, ``"logistic"``, ``"tanh"`` and ``"relu"``, sparse ``X``,
     fit parameters other than ``sample_weight``, and estimators with sklearn
     callbacks.
@@ -273,13 +275,22 @@ class BatchedGridSearchCV(GridSearchCV):
             if estimator.dropout and device.type != "cpu":
                 return None  # its fit draws the masks from the device's RNG
             key = (s, dtype, device)
+            validation = None
+            if estimator.early_stopping:
+                # The validation split of the estimator's own fit.
+                split = estimator._split_validation(
+                    X_train, y_train, weights, estimator._seed
+                )
+                X_train, X_val, y_train, y_val, weights, w_val = split
+                validation = estimator._to_training_data(X_val, y_val, w_val)
+                key += (estimator._seed, estimator.validation_fraction)
             if key not in data_cache:
                 data_cache[key] = estimator._to_training_data(X_train, y_train, None)
             data = data_cache[key]
         except Exception:
             # Let the ordinary fit raise (or score) the error as GridSearchCV does.
             return None
-        job = BatchedJob(estimator, key, data.X, data.y, weights)
+        job = BatchedJob(estimator, key, data.X, data.y, weights, validation)
         job.task = (c, s)
         job.prepare_time = time.perf_counter() - started
         return job
@@ -410,7 +421,6 @@ def _batchable(estimator, context):
     fit_params = context.routed.estimator.fit
     return (
         estimator.solver in STOCHASTIC_SOLVERS
-        and not estimator.early_stopping
         and _has_closed_form_gradient(estimator.activation)
         and not getattr(estimator, "_skl_callbacks", None)
         and set(fit_params) <= {"sample_weight"}
