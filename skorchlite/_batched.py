@@ -22,8 +22,9 @@ the fit draws them, so they are the fit's own masks.
 
 import itertools
 import math
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,10 @@ from ._training import DIVERGED_LOSS_FACTOR, History, LearningRateSchedule
 
 # Stacked steps with at least this many hidden activations use torch's threads.
 PARALLEL_MIN_ACTIVATIONS = 2**15
+
+# The training rows of every model are gathered in epoch order this many
+# numbers (64 MB of float64) at a time at most.
+GATHER_MAX_NUMBERS = 2**23
 
 
 @dataclass
@@ -174,6 +179,9 @@ def train_groups(groups):
     each on one torch thread, in as many Python threads as torch has CPU
     threads (torch releases the GIL inside its operators). The costliest
     groups start first. Other devices train one group after the other.
+
+    If a group fails or the user interrupts (Ctrl-C), the other groups stop at
+    the end of their current epoch and the error is raised.
     """
     on_cpu = [group for group in groups if group.device.type == "cpu"]
     n_workers = min(len(on_cpu), torch.get_num_threads())
@@ -183,9 +191,15 @@ def train_groups(groups):
     if n_workers <= 1:
         return
     on_cpu.sort(key=BatchedGroup.cost, reverse=True)
+    cancel = threading.Event()
     with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
-        for _ in pool.map(BatchedGroup.train, on_cpu):
-            pass
+        try:
+            futures = [pool.submit(group.train, cancel) for group in on_cpu]
+            for future in wait(futures, return_when=FIRST_EXCEPTION).done:
+                future.result()  # raises a group's error
+        except BaseException:
+            cancel.set()
+            raise
 
 
 class BatchedGroup:
@@ -513,27 +527,32 @@ class BatchedGroup:
     def _epoch(self, step, permutations):
         """One epoch of every model; ``permutations`` (M, n_rows) or None."""
         n, size = self.n_samples_col, self.batch_size
-        # Each model's training rows in this epoch's order, gathered once.
         if permutations is None:
-            X, y, w = self.X[self.data_id], self.y[self.data_id], self.w
-        else:
-            X = self.X[self.data_id[:, None], permutations]
-            y = self.y[self.data_id[:, None], permutations]
-            w = None if self.w is None else self.w.gather(1, permutations)
+            permutations = torch.arange(self.n_rows, device=self.device)
+            permutations = permutations.expand(self.flat.shape[0], -1)
+        # Each model's rows in this epoch's order are gathered a few batches at
+        # a time (one gather per batch costs more; all at once, more memory).
+        numbers_per_row = self.flat.shape[0] * self.X.shape[2]
+        chunk = max(1, GATHER_MAX_NUMBERS // (numbers_per_row * size)) * size
         total = torch.zeros_like(n)
         n_batches = 0
-        for start in range(0, self.n_rows, size):
-            batch = slice(start, start + size)
-            step += 1
-            n_real = min(size, self.n_rows - start)
-            if start + n_real > min(self.n_samples):  # some models are padded
-                n_real = (n - start).clamp(max=n_real)
-            batch_w = None if w is None else w[:, batch]
-            batch_loss = self._step(
-                X[:, batch], y[:, batch], batch_w, n_real, start, step
-            )
-            total += batch_loss * n_real
-            n_batches += 1
+        for first in range(0, self.n_rows, chunk):
+            rows = permutations[:, first : first + chunk]
+            X = self.X[self.data_id[:, None], rows]
+            y = self.y[self.data_id[:, None], rows]
+            w = None if self.w is None else self.w.gather(1, rows)
+            for start in range(first, min(first + chunk, self.n_rows), size):
+                batch = slice(start - first, start - first + size)
+                step += 1
+                n_real = min(size, self.n_rows - start)
+                if start + n_real > min(self.n_samples):  # some models are padded
+                    n_real = (n - start).clamp(max=n_real)
+                batch_w = None if w is None else w[:, batch]
+                batch_loss = self._step(
+                    X[:, batch], y[:, batch], batch_w, n_real, start, step
+                )
+                total += batch_loss * n_real
+                n_batches += 1
         epoch_loss = total / n
         if self.use_l2:
             penalty = 0.5 * (self.l2 * self.flat.square()).sum(dim=1)
@@ -565,13 +584,17 @@ class BatchedGroup:
         """A relative estimate of the group's training time."""
         return len(self.jobs) * self.n_rows * self.layout.size
 
-    def train(self):
-        """Train on the current torch threads; ``seconds`` records how long."""
+    def train(self, cancel=None):
+        """Train on the current torch threads; ``seconds`` records how long.
+
+        Stops, leaving the estimators unfinished, when the ``cancel`` event
+        (a ``threading.Event``) is set.
+        """
         started = time.perf_counter()
-        self._run()
+        self._run(cancel)
         self.seconds = time.perf_counter() - started
 
-    def _run(self):
+    def _run(self, cancel=None):
         self._stack_data()
         self._stack_parameters()
         self._stack_validation()
@@ -591,6 +614,8 @@ class BatchedGroup:
         step = 0
         with torch.no_grad():
             while alive:
+                if cancel is not None and cancel.is_set():
+                    return
                 permutations = None
                 if self.shuffle:
                     by_seed = {

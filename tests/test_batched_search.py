@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+from skorchlite._batched import BatchedGroup
 from skorchlite._device import torch_threads
 from skorchlite._training import TrainingDivergedError
 
@@ -310,3 +311,26 @@ def test_warns_like_grid_search_cv_when_max_iter_is_reached(moons):
             search(estimator, grid, cv=3, refit=False).fit(X, y)
         counts.append(sum(w.category is ConvergenceWarning for w in caught))
     assert counts == [3, 3]
+
+
+def test_an_interrupted_search_stops_every_group(moons, monkeypatch):
+    # Ctrl-C (here raised by the tanh group) stops the groups training beside
+    # it at their next epoch, instead of letting them run to max_iter.
+    X, y = moons
+    relu_epochs = []
+    epoch = BatchedGroup._epoch
+
+    def interrupted_epoch(self, step, permutations):
+        if self.jobs[0].estimator.activation == "tanh":
+            raise KeyboardInterrupt
+        relu_epochs.append(step)
+        return epoch(self, step, permutations)
+
+    monkeypatch.setattr(BatchedGroup, "_epoch", interrupted_epoch)
+    estimator = TorchMLPClassifier(
+        max_iter=100_000, n_iter_no_change=100_000, tol=0.0, random_state=0
+    )
+    grid = {"activation": ["tanh", "relu"]}
+    with torch_threads(2), pytest.raises(KeyboardInterrupt):
+        BatchedGridSearchCV(estimator, grid, cv=2).fit(X, y)
+    assert len(relu_epochs) < 100_000
