@@ -422,9 +422,9 @@ class BatchedGroup:
 
     def _stack_validation(self):
         """Each model's validation rows, padded to the longest (weight 0)."""
-        self.validation = None
         sets = [job.validation for job in self.jobs]
-        if all(v is None for v in sets):
+        self.validating = any(v is not None for v in sets)
+        if not self.validating:
             return
         fallback = next(v for v in sets if v is not None)  # for the others
         sets = [fallback if v is None else v for v in sets]
@@ -443,8 +443,7 @@ class BatchedGroup:
                 for v in sets
             ]
         )
-        self.validation = True
-        self.best = self.flat.clone()
+        self.best = self.flat.clone()  # each model's best weights so far
 
     def _validation_scores(self):
         """Each model's validation accuracy (weighted), as its fit's validator."""
@@ -629,7 +628,7 @@ class BatchedGroup:
                     )
                 losses, step = self._epoch(step, permutations)
                 scores = [None] * len(alive)
-                if self.validation is not None:
+                if self.validating:
                     scores = self._validation_scores().tolist()
                 finished, improved = [], []
                 for row, (job, loss, score) in enumerate(
