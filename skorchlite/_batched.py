@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ._backprop import ACTIVATIONS as CLOSED_FORM
 from ._device import cpu_threads_for, torch_threads
 from ._mlp import ACTIVATIONS, linear_layers
-from ._training import DIVERGED_LOSS_FACTOR, History, LearningRateSchedule
+from ._training import History, LearningRateSchedule, diverged
 
 # Stacked steps with at least this many hidden activations use torch's threads.
 PARALLEL_MIN_ACTIVATIONS = 2**15
@@ -154,6 +154,30 @@ def _pad_rows(tensor, n_rows):
     return torch.cat([tensor, padding])
 
 
+def _stack_padded(tensors, n_rows):
+    """Stack ``tensors``, each zero-padded to ``n_rows`` rows."""
+    return torch.stack([_pad_rows(tensor, n_rows) for tensor in tensors])
+
+
+def _stack_inputs(Xs, n_rows):
+    """Stack the ``Xs`` zero-padded to ``n_rows`` rows, with a column of ones."""
+    X = _stack_padded(Xs, n_rows)
+    return torch.cat([X, X.new_ones((*X.shape[:2], 1))], dim=2)
+
+
+def _stack_weights(weights, lengths, n_rows, like):
+    """Stack row weights (ones where None), zero-padded to ``n_rows`` rows."""
+    return _stack_padded(
+        [
+            torch.ones(n, dtype=like.dtype, device=like.device)
+            if w is None
+            else torch.as_tensor(w, dtype=like.dtype, device=like.device)
+            for w, n in zip(weights, lengths, strict=True)
+        ],
+        n_rows,
+    )
+
+
 def _pad_permutation(permutation, n_rows):
     """A shuffle of the real rows, then the padded rows in order."""
     padding = torch.arange(permutation.shape[0], n_rows)
@@ -220,7 +244,8 @@ class BatchedGroup:
         self.shuffle = first.shuffle
         self.activation = ACTIVATIONS[first.activation]()
         self.function, self.derivative = CLOSED_FORM[type(self.activation)]
-        self.target_type = first._target_encoder.target_type
+        self.target_encoder = first._target_encoder
+        self.target_type = self.target_encoder.target_type
         self.n_samples = [job.X.shape[0] for job in jobs]
         self.n_rows = max(self.n_samples)
         self.batch_size = first._batch_size(self.n_rows)
@@ -257,9 +282,8 @@ class BatchedGroup:
         first = {}
         for job in self.jobs:
             first.setdefault(job.data_key, job)
-        X = torch.stack([_pad_rows(first[key].X, self.n_rows) for key in keys])
-        self.X = torch.cat([X, X.new_ones((*X.shape[:2], 1))], dim=2)
-        self.y = torch.stack([_pad_rows(first[key].y, self.n_rows) for key in keys])
+        self.X = _stack_inputs([first[key].X for key in keys], self.n_rows)
+        self.y = _stack_padded([first[key].y for key in keys], self.n_rows)
         index = {key: i for i, key in enumerate(keys)}
         self.data_id = torch.tensor(
             [index[job.data_key] for job in self.jobs], device=self.device
@@ -270,17 +294,8 @@ class BatchedGroup:
         self.weighted = torch.tensor(weighted, device=self.device)
         self.n_samples_col = _column(self.n_samples, self.X)[:, 0]
         if any(weighted) or min(self.n_samples) < self.n_rows:
-            self.w = torch.stack(
-                [
-                    _pad_rows(
-                        torch.ones(n, dtype=self.dtype)
-                        if job.weights is None
-                        else torch.as_tensor(job.weights, dtype=self.dtype),
-                        self.n_rows,
-                    )
-                    for job, n in zip(self.jobs, self.n_samples, strict=True)
-                ]
-            ).to(self.device)
+            weights = [job.weights for job in self.jobs]
+            self.w = _stack_weights(weights, self.n_samples, self.n_rows, self.X)
         else:
             self.w = None
 
@@ -365,17 +380,7 @@ class BatchedGroup:
         ``w``-weighted) loss without the L2 term, and the normalizer it used.
         """
         M, n_rows = X.shape[:2]
-        outputs = [X.mT]  # the input of each layer
-        activations, masks = [], []  # each hidden layer's, before dropout
-        z = torch.bmm(self.first_block, outputs[0])
-        for layer, (weight, bias) in enumerate(self.layers):
-            activations.append(self.function(z))
-            if self.dropout is None:
-                outputs.append(activations[-1])
-            else:
-                masks.append(self._dropout_mask(layer, activations[-1], start))
-                outputs.append(activations[-1] * masks[-1])
-            z = torch.baddbmm(bias, weight, outputs[-1])
+        z, outputs, activations, masks = self._forward(X, start)
         losses, delta = self._losses_and_delta(z, y)
         if w is None:
             weight_sum = n_rows
@@ -407,6 +412,26 @@ class BatchedGroup:
         grad = torch.cat([g.reshape(M, -1) for g in reversed(grads)], dim=1)
         return grad, loss, weight_sum
 
+    def _forward(self, X, start=None):
+        """Every model's logits ``(M, n_outputs, B)`` for ``X`` ``(M, B, in + 1)``.
+
+        Also returns each layer's input, each hidden layer's activation before
+        dropout, and the dropout masks: dropout applies while training, when
+        ``start`` (the batch's first row in the epoch) is given.
+        """
+        outputs = [X.mT]  # the input of each layer
+        activations, masks = [], []
+        z = torch.bmm(self.first_block, outputs[0])
+        for layer, (weight, bias) in enumerate(self.layers):
+            activations.append(self.function(z))
+            if self.dropout is None or start is None:
+                outputs.append(activations[-1])
+            else:
+                masks.append(self._dropout_mask(layer, activations[-1], start))
+                outputs.append(activations[-1] * masks[-1])
+            z = torch.baddbmm(bias, weight, outputs[-1])
+        return z, outputs, activations, masks
+
     def _dropout_mask(self, layer, activation, start):
         """Each model's dropout mask (scaled by ``1 / (1 - p)``) of ``layer``."""
         mask = torch.zeros_like(activation)
@@ -429,31 +454,18 @@ class BatchedGroup:
         fallback = next(v for v in sets if v is not None)  # for the others
         sets = [fallback if v is None else v for v in sets]
         n_val = max(v.n_samples for v in sets)
-        X = torch.stack([_pad_rows(v.X, n_val) for v in sets])
-        self.X_val = torch.cat([X, X.new_ones((*X.shape[:2], 1))], dim=2)
-        self.y_val = torch.stack([_pad_rows(v.y, n_val) for v in sets])
-        self.w_val = torch.stack(
-            [
-                _pad_rows(
-                    torch.ones(v.n_samples, dtype=self.dtype, device=self.device)
-                    if v.sample_weight is None
-                    else v.sample_weight,
-                    n_val,
-                )
-                for v in sets
-            ]
-        )
+        self.X_val = _stack_inputs([v.X for v in sets], n_val)
+        self.y_val = _stack_padded([v.y for v in sets], n_val)
+        weights = [v.sample_weight for v in sets]
+        lengths = [v.n_samples for v in sets]
+        self.w_val = _stack_weights(weights, lengths, n_val, self.X_val)
         self.best = self.flat.clone()  # each model's best weights so far
 
     def _validation_scores(self):
         """Each model's validation accuracy (weighted), as its fit's validator."""
-        z = torch.bmm(self.first_block, self.X_val.mT)
-        for weight, bias in self.layers:
-            z = torch.baddbmm(bias, weight, self.function(z))
-        if self.target_type == "multiclass":
-            correct = z.argmax(dim=1) == self.y_val
-        else:
-            correct = ((z > 0) == (self.y_val.mT > 0.5)).all(dim=1)
+        z = self._forward(self.X_val)[0]
+        y = self.y_val if self.target_type == "multiclass" else self.y_val.mT
+        correct = self.target_encoder.correct(z, y)
         return (correct * self.w_val).sum(dim=1) / self.w_val.sum(dim=1)
 
     def _losses_and_delta(self, logits, y):
@@ -669,7 +681,7 @@ class BatchedGroup:
         """
         history.n_iter += 1
         history.t += self.n_samples[j]
-        if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(lowest[j], 1.0):
+        if diverged(loss, lowest[j]):
             self.jobs[j].error = (
                 f"TrainingDivergedError: Training diverged at epoch "
                 f"{history.n_iter}: the loss became {loss}."
@@ -679,16 +691,10 @@ class BatchedGroup:
         history.loss = loss
         history.loss_curve.append(loss)
         best = False
-        if score is None:  # as Trainer._record_loss
-            worse = loss > history.best_loss - self.tol[j]
-            history.best_loss = min(history.best_loss, loss)
-        else:  # as Trainer._record_validation
-            history.validation_scores.append(score)
-            worse = score < history.best_validation_score + self.tol[j]
-            best = score >= history.best_validation_score
-            if best:
-                history.best_validation_score = score
-        history.no_improvement_count = history.no_improvement_count + 1 if worse else 0
+        if score is None:
+            history.record_loss(loss, self.tol[j])
+        else:
+            best = history.record_validation(score, self.tol[j])
         schedule = self.schedules[j]
         schedule.epoch_end(history.t)
         if history.no_improvement_count > self.n_iter_no_change[j]:

@@ -742,10 +742,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 )
                 self.module_.train()
                 losses = per_sample_loss(logits, validation.y)
-                if encoder.target_type == "multiclass":
-                    correct = logits.argmax(dim=1) == validation.y
-                else:
-                    correct = ((logits > 0) == (validation.y > 0.5)).all(dim=1)
+                correct = encoder.correct(logits, validation.y)
                 w = validation.sample_weight
                 if w is None:
                     return losses.mean().item(), correct.double().mean().item()

@@ -155,6 +155,16 @@ class TargetEncoder:
             return (logits[:, 0] > 0).astype(np.intp)
         return (logits > 0).astype(int)
 
+    def correct(self, logits, y):
+        """Whether each prediction is right (every label of it, if multilabel).
+
+        ``logits`` and the encoded targets ``y`` are tensors with the outputs
+        along dimension 1 (multiclass ``y``: class indices, without it).
+        """
+        if self.target_type == "multiclass":
+            return logits.argmax(dim=1) == y
+        return ((logits > 0) == (y > 0.5)).all(dim=1)
+
     def decode(self, logits):
         """Predicted labels in the user's own label values."""
         indices = self.predict_indices(logits)

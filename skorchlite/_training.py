@@ -27,6 +27,13 @@ class TrainingDivergedError(ValueError):
 DIVERGED_LOSS_FACTOR = 1e6
 
 
+def diverged(loss, lowest_loss):
+    """Whether an epoch's ``loss`` counts as diverged, given the lowest so far."""
+    return not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(
+        lowest_loss, 1.0
+    )
+
+
 @dataclass
 class History:
     """What the loop learned so far; it carries over warm starts and partial_fit."""
@@ -39,6 +46,26 @@ class History:
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
     no_improvement_count: int = 0
+
+    def record_loss(self, loss, tol):
+        """Count an epoch whose training loss fell by less than ``tol``."""
+        if loss > self.best_loss - tol:
+            self.no_improvement_count += 1
+        else:
+            self.no_improvement_count = 0
+        self.best_loss = min(self.best_loss, loss)
+
+    def record_validation(self, score, tol):
+        """Track the validation score; True if it is the best so far."""
+        self.validation_scores.append(score)
+        if score < self.best_validation_score + tol:
+            self.no_improvement_count += 1
+        else:
+            self.no_improvement_count = 0
+        if score >= self.best_validation_score:
+            self.best_validation_score = score
+            return True
+        return False
 
 
 @dataclass
@@ -367,9 +394,7 @@ class Trainer:
                 loss = self._epoch(data, batch_size, permutation).item()
                 history.n_iter += 1
                 history.t += data.n_samples
-                if not math.isfinite(loss) or loss > DIVERGED_LOSS_FACTOR * max(
-                    lowest_loss, 1.0
-                ):
+                if diverged(loss, lowest_loss):
                     raise TrainingDivergedError(
                         f"Training diverged at epoch {history.n_iter}: the loss "
                         f"became {loss}. Lower learning_rate_init (it is "
@@ -382,10 +407,10 @@ class Trainer:
                 validation = None
                 if self.validate is not None:
                     validation = self.validate()
-                    if self._record_validation(history, validation[1]):
+                    if history.record_validation(validation[1], self.tol):
                         best_state = _copy_state(self.module)
                 else:
-                    self._record_loss(history, loss)
+                    history.record_loss(loss, self.tol)
                 stop_requested = progress.epoch_end(
                     history.n_iter, loss, validation, time.perf_counter() - started
                 )
@@ -412,25 +437,6 @@ class Trainer:
         if best_state is not None:
             self.module.load_state_dict(best_state)
         return stopped_early
-
-    def _record_loss(self, history, loss):
-        if loss > history.best_loss - self.tol:
-            history.no_improvement_count += 1
-        else:
-            history.no_improvement_count = 0
-        history.best_loss = min(history.best_loss, loss)
-
-    def _record_validation(self, history, score):
-        """Track the validation score; True if it is the best so far."""
-        history.validation_scores.append(score)
-        if score < history.best_validation_score + self.tol:
-            history.no_improvement_count += 1
-        else:
-            history.no_improvement_count = 0
-        if score >= history.best_validation_score:
-            history.best_validation_score = score
-            return True
-        return False
 
     def _plateau_message(self):
         watched = "Validation score" if self.validate else "Training loss"

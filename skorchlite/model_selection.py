@@ -324,28 +324,24 @@ class BatchedGridSearchCV(GridSearchCV):
                 result["train_scores"] = copy.copy(scores)
             score_time = 0.0
         else:
-            score_params = context.routed.scorer.score
-            started = time.perf_counter()
-            X_test, y_test = _safe_split(estimator, context.X, context.y, test, train)
-            result["test_scores"] = _score(
-                estimator,
-                X_test,
-                y_test,
-                context.scorers,
-                _check_method_params(context.X, score_params, indices=test),
-                self.error_score,
-            )
-            score_time = time.perf_counter() - started
-            if context.return_train_score:
-                X_train, y_train = _safe_split(estimator, context.X, context.y, train)
-                result["train_scores"] = _score(
+
+            def score_on(rows, train_rows=None):
+                X, y = _safe_split(estimator, context.X, context.y, rows, train_rows)
+                params = context.routed.scorer.score
+                return _score(
                     estimator,
-                    X_train,
-                    y_train,
+                    X,
+                    y,
                     context.scorers,
-                    _check_method_params(context.X, score_params, indices=train),
+                    _check_method_params(context.X, params, indices=rows),
                     self.error_score,
                 )
+
+            started = time.perf_counter()
+            result["test_scores"] = score_on(test, train)
+            score_time = time.perf_counter() - started
+            if context.return_train_score:
+                result["train_scores"] = score_on(train)
         result["n_test_samples"] = _num_samples(test)
         result["fit_time"] = fit_time + job.prepare_time
         result["score_time"] = score_time

@@ -58,31 +58,29 @@ def multilabel():
     return make_multilabel_classification(60, n_features=6, n_classes=4, random_state=0)
 
 
+def _fitted(data, max_iter):
+    clf = TorchMLPClassifier(
+        hidden_layer_sizes=(16,),
+        learning_rate_init=0.05,
+        max_iter=max_iter,
+        random_state=0,
+    )
+    return _fit_quietly(clf, *data)
+
+
 @pytest.fixture(scope="module")
 def fitted_binary(moons):
-    X, y = moons
-    clf = TorchMLPClassifier(
-        hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=40, random_state=0
-    )
-    return _fit_quietly(clf, X, y)
+    return _fitted(moons, max_iter=40)
 
 
 @pytest.fixture(scope="module")
 def fitted_multiclass(blobs):
-    X, y = blobs
-    clf = TorchMLPClassifier(
-        hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=30, random_state=0
-    )
-    return _fit_quietly(clf, X, y)
+    return _fitted(blobs, max_iter=30)
 
 
 @pytest.fixture(scope="module")
 def fitted_multilabel(multilabel):
-    X, Y = multilabel
-    clf = TorchMLPClassifier(
-        hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=30, random_state=0
-    )
-    return _fit_quietly(clf, X, Y)
+    return _fitted(multilabel, max_iter=30)
 
 
 @pytest.fixture

@@ -62,17 +62,32 @@ def test_alpha():
     assert (np.array(sums[0]) > np.array(sums[1])).all()
 
 
+def _small_data(target, seed):
+    """30 rows, 4 features, and binary, 3-class or 3-label targets."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(30, 4))
+    if target == "multilabel":
+        _, y = make_multilabel_classification(30, n_classes=3, random_state=seed)
+    else:
+        y = rng.integers(0, 2 if target == "binary" else 3, 30)
+    return X, y
+
+
+def _one_more_fit_from_the_same_weights(params, X, y):
+    """Ours and MLPClassifier, refit once from the weights ours started with."""
+    ours = TorchMLPClassifier(**params).fit(X, y)
+    theirs = MLPClassifier(**params).fit(X, y)
+    theirs.coefs_ = ours.coefs_
+    theirs.intercepts_ = ours.intercepts_
+    return ours.fit(X, y), theirs.fit(X, y)
+
+
 # test_fit: the worked example becomes a comparison with MLPClassifier itself:
 # from the same weights, one full-batch step must land on the same weights.
 @pytest.mark.parametrize("activation", ACTIVATION_TYPES)
 @pytest.mark.parametrize("target", ["binary", "multiclass", "multilabel"])
 def test_one_sgd_step_matches_mlpclassifier(activation, target):
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(30, 4))
-    if target == "multilabel":
-        _, y = make_multilabel_classification(30, n_classes=3, random_state=0)
-    else:
-        y = rng.integers(0, 2 if target == "binary" else 3, 30)
+    X, y = _small_data(target, seed=0)
     params = dict(
         hidden_layer_sizes=(5, 4),
         activation=activation,
@@ -85,12 +100,7 @@ def test_one_sgd_step_matches_mlpclassifier(activation, target):
         warm_start=True,
         random_state=0,
     )
-    ours = TorchMLPClassifier(**params).fit(X, y)
-    theirs = MLPClassifier(**params).fit(X, y)
-    theirs.coefs_ = ours.coefs_
-    theirs.intercepts_ = ours.intercepts_
-    ours.fit(X, y)
-    theirs.fit(X, y)
+    ours, theirs = _one_more_fit_from_the_same_weights(params, X, y)
     ours_params = ours.coefs_ + ours.intercepts_
     theirs_params = theirs.coefs_ + theirs.intercepts_
     for a, b in zip(ours_params, theirs_params, strict=True):
@@ -100,12 +110,7 @@ def test_one_sgd_step_matches_mlpclassifier(activation, target):
 # test_fit, the loss: without the penalty, loss_ is MLPClassifier's loss_
 @pytest.mark.parametrize("target", ["binary", "multiclass", "multilabel"])
 def test_loss_matches_mlpclassifier(target):
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(30, 4))
-    if target == "multilabel":
-        _, y = make_multilabel_classification(30, n_classes=3, random_state=1)
-    else:
-        y = rng.integers(0, 2 if target == "binary" else 3, 30)
+    X, y = _small_data(target, seed=1)
     params = dict(
         hidden_layer_sizes=(5,),
         solver="sgd",
@@ -115,11 +120,8 @@ def test_loss_matches_mlpclassifier(target):
         warm_start=True,
         random_state=0,
     )
-    ours = TorchMLPClassifier(**params).fit(X, y)
-    theirs = MLPClassifier(**params).fit(X, y)
-    theirs.coefs_ = ours.coefs_
-    theirs.intercepts_ = ours.intercepts_
-    assert_allclose(ours.fit(X, y).loss_, theirs.fit(X, y).loss_, rtol=1e-10)
+    ours, theirs = _one_more_fit_from_the_same_weights(params, X, y)
+    assert_allclose(ours.loss_, theirs.loss_, rtol=1e-10)
 
 
 # test_lbfgs_classification
