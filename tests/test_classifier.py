@@ -14,8 +14,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import expit, softmax
+from scipy.special import expit, log_expit, softmax
 from sklearn.base import clone
+from sklearn.datasets import make_moons
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
@@ -195,12 +196,23 @@ def test_predict_log_proba_and_score(request, fixture, moons, blobs, multilabel)
     assert clf.score(X, y) == accuracy_score(y, clf.predict(X))
 
 
-def test_predict_log_proba_keeps_tiny_probabilities(fitted_binary, moons):
-    X, _ = moons
-    far = X[:3] * 1e4  # logits of order 1e4 on either side
-    log_proba = fitted_binary.predict_log_proba(far)
-    assert not np.isnan(log_proba).any()
-    assert (log_proba.max(axis=1) > -1e-6).all()
+def test_predict_log_proba_keeps_tiny_probabilities(make_clf, fit_quietly):
+    # A linear model whose logit is x itself. Between 30 and 40 the small
+    # binary probability is still a normal float, but 1 - expit(z) loses most
+    # of its digits (and is exactly 0 from z ~ 37 on): only expit(-z) keeps it.
+    clf = fit_quietly(
+        make_clf(hidden_layer_sizes=(), max_iter=1), [[-1.0], [1.0]], [0, 1]
+    )
+    with torch.no_grad():
+        clf.module_[0].weight.fill_(1.0)
+        clf.module_[0].bias.zero_()
+    z = np.array([30.0, 33.0, 36.0, 38.0, 40.0, -30.0, -35.0, -40.0])
+    assert_array_equal(clf.decision_function(z[:, None]), z)
+    expected = np.column_stack([log_expit(-z), log_expit(z)])
+    # The log of the probability near 1 is log(p), as MLPClassifier computes
+    # it: exact to 1e-15 in absolute terms. The small one must be exact.
+    assert_allclose(clf.predict_log_proba(z[:, None]), expected, rtol=1e-12, atol=1e-15)
+    assert_allclose(clf.predict_proba(z[:, None]), np.exp(expected), rtol=1e-12)
 
 
 # ------------------------------------------- fit / partial_fit / warm_start
@@ -302,6 +314,26 @@ def test_partial_fit_after_fit_continues(make_clf, fit_quietly, moons):
     assert clf.loss_curve_[:4] == curve
 
 
+@pytest.mark.parametrize(
+    ("labels", "classes"),
+    [([0, 1, 2], [2, 0, 1]), (["a", "b", "c"], ["c", "a", "b"])],
+)
+def test_partial_fit_sorts_the_classes_it_is_given(make_clf, blobs, labels, classes):
+    X, y = blobs
+    y = np.asarray(labels)[y]
+    given_unsorted = make_clf().partial_fit(X, y, classes=classes)
+    given_sorted = make_clf().partial_fit(X, y, classes=sorted(classes))
+    assert_array_equal(given_unsorted.classes_, sorted(classes))
+    # The same model: each label encoded to the same output, whatever the order
+    # of classes; predict_proba's columns follow classes_.
+    assert_array_equal(given_unsorted.predict_proba(X), given_sorted.predict_proba(X))
+    assert_array_equal(given_unsorted.predict(X), given_sorted.predict(X))
+    proba = given_unsorted.predict_proba(X)
+    assert_array_equal(
+        given_unsorted.predict(X), given_unsorted.classes_[proba.argmax(1)]
+    )
+
+
 def test_partial_fit_needs_classes_on_first_call(make_clf, moons):
     X, y = moons
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
@@ -393,6 +425,46 @@ def test_early_stopping_restores_best_weights(early_stopped):
     assert clf.score(X_val, y_val) == pytest.approx(clf.best_validation_score_)
 
 
+def test_early_stopping_ties_keep_the_latest_best_epoch():
+    # Validation accuracy on 12 rows ties often: here epochs 4 to 12 share the
+    # best score and the 8 after them are worse. The weights kept are those
+    # of the latest best epoch (like sklearn's MLPClassifier, which keeps a
+    # copy whenever the score is not worse than the best).
+    X, y = make_moons(60, noise=0.3, random_state=0)
+    clf = TorchMLPClassifier(
+        (8,),
+        max_iter=20,
+        random_state=2,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=1000,
+        learning_rate_init=0.03,
+        device="cpu",
+    )
+    states = []
+
+    def record_validation_pass(module, args, output):
+        # The validation pass runs the module in eval mode, once per epoch.
+        if module is clf.module_ and not module.training:
+            states.append({k: v.clone() for k, v in module.state_dict().items()})
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record_validation_pass)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+    finally:
+        hook.remove()
+    scores = np.array(clf.validation_scores_)
+    assert len(states) == len(scores) == 20
+    best_epochs = np.flatnonzero(scores == scores.max())
+    first, latest = best_epochs[0], best_epochs[-1]
+    assert first < latest < len(scores) - 1  # a tie, then worse epochs
+    kept = clf.module_.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in states[latest].items())
+    assert not all(torch.equal(kept[k], v) for k, v in states[first].items())
+
+
 def test_early_stopping_split_is_stratified(early_stopped):
     clf, X, y = early_stopped
     _, _, _, y_val = _validation_split(clf, X, y)
@@ -469,6 +541,26 @@ def test_unit_sample_weight_equals_none(make_clf, fit_quietly, moons):
     a = fit_quietly(make_clf(batch_size=32), X, y, sample_weight=np.ones(len(X)))
     b = fit_quietly(make_clf(batch_size=32), X, y)
     assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("target", ["small_moons", "blobs"])
+def test_balanced_class_weight_counts_the_sample_weights(
+    make_clf, fit_quietly, request, rng, target
+):
+    # "balanced" weighs each class by n / (n_classes * its count), with rows
+    # counted by their sample_weight: integer weights equal repeated rows.
+    X, y = request.getfixturevalue(target)
+    X, y = X[:45], y[:45]
+    weights = rng.integers(0, 4, len(X))
+    assert len(set(np.bincount(y, weights))) == len(set(y))  # imbalanced when weighed
+    balanced = make_clf(class_weight="balanced")
+    weighted = fit_quietly(clone(balanced), X, y, sample_weight=weights)
+    repeated = fit_quietly(
+        clone(balanced), np.repeat(X, weights, 0), np.repeat(y, weights)
+    )
+    assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_class_weight_dict_equals_sample_weight(make_clf, fit_quietly, moons):

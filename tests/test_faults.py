@@ -9,11 +9,7 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import NotFittedError
 
 from skorchlite import TorchMLPClassifier
-from skorchlite._training import (
-    FunctionalAdamStep,
-    Objective,
-    TrainingDivergedError,
-)
+from skorchlite._training import Objective, TrainingDivergedError
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -43,27 +39,40 @@ def _assert_usable(clf, X):
     assert set(clf.predict(X)) <= set(clf.classes_)
 
 
-def _interrupt_at_step(monkeypatch, optimizer_class, step, module_holder):
-    """Raise KeyboardInterrupt before the ``step``-th optimizer step.
+def _interrupt_at_step(monkeypatch, step, module_holder):
+    """Raise KeyboardInterrupt inside the ``step``-th Adam update.
 
-    Records the module's weights after each completed step in ``states``.
+    The default path stays as it is: every step of the (fused) Adam, whether
+    ``optimizer.step`` or the functional shortcut takes it, runs torch's fused
+    Adam kernel, and the interrupt comes from there, where a Ctrl-C most
+    likely lands. Records the module's weights after each completed step in
+    the returned ``states``.
     """
-    real_step = optimizer_class.step
+    real_kernel = torch._fused_adam_
     states = []
 
-    def interrupted_step(self, *args, **kwargs):
+    def interrupted_kernel(*args, **kwargs):
         if len(states) + 1 == step:
             raise KeyboardInterrupt
-        result = real_step(self, *args, **kwargs)
+        result = real_kernel(*args, **kwargs)
         states.append(_state(module_holder[0].module_))
         return result
 
-    monkeypatch.setattr(optimizer_class, "step", interrupted_step)
-    # Route every step through optimizer.step, not the functional Adam shortcut.
-    monkeypatch.setattr(
-        FunctionalAdamStep, "for_optimizer", staticmethod(lambda opt: opt.step)
-    )
+    monkeypatch.setattr(torch, "_fused_adam_", interrupted_kernel)
     return states
+
+
+def _count_optimizer_steps(monkeypatch, optimizer_class):
+    """Count the calls of ``optimizer_class.step`` (which still runs)."""
+    real_step = optimizer_class.step
+    calls = []
+
+    def counted_step(self, *args, **kwargs):
+        calls.append(None)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(optimizer_class, "step", counted_step)
+    return calls
 
 
 # ------------------------------------------------------- KeyboardInterrupt
@@ -73,10 +82,14 @@ def test_interrupt_mid_epoch_keeps_the_weights_reached(data, monkeypatch):
     X, y = data
     clf = TorchMLPClassifier((5,), batch_size=10, max_iter=50, random_state=0)
     # 4 steps per epoch: step 11 is the third step of epoch 3.
-    states = _interrupt_at_step(monkeypatch, torch.optim.Adam, 11, [clf])
+    states = _interrupt_at_step(monkeypatch, 11, [clf])
+    optimizer_steps = _count_optimizer_steps(monkeypatch, torch.optim.Adam)
     with pytest.warns(UserWarning, match="Training interrupted by user"):
         clf.fit(X, y)
     assert len(states) == 10
+    # The default path was the one interrupted: after the first step, which
+    # creates the optimizer's state, Adam steps through the functional shortcut.
+    assert len(optimizer_steps) < len(states)
     _assert_state_equal(clf.module_, states[-1])
     assert not clf.module_.training
     # Only complete epochs count.
@@ -84,9 +97,30 @@ def test_interrupt_mid_epoch_keeps_the_weights_reached(data, monkeypatch):
     _assert_usable(clf, X)
     monkeypatch.undo()
     clf.partial_fit(X, y)
-    assert clf.n_iter_ == 3
+    assert len(clf.loss_curve_) == 3 and clf.t_ == 120
     clf.fit(X, y)
     assert clf.n_iter_ > 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch's functional adam counts the step before its update kernel "
+    "runs; an interrupt between the two leaves the optimizer one step ahead of "
+    "the weights (library fix needed)",
+)
+def test_interrupt_inside_a_step_leaves_the_optimizer_at_the_weights_reached(
+    data, monkeypatch
+):
+    X, y = data
+    clf = TorchMLPClassifier((5,), batch_size=10, max_iter=50, random_state=0)
+    states = _interrupt_at_step(monkeypatch, 11, [clf])
+    with pytest.warns(UserWarning, match="Training interrupted"):
+        clf.fit(X, y)
+    assert len(states) == 10
+    # Adam's bias correction reads the step count: it must count the 10 steps
+    # whose update the weights hold, not the interrupted one.
+    steps = [state["step"].item() for state in clf._optimizer.state.values()]
+    assert steps == [10] * len(steps)
 
 
 def test_interrupt_with_early_stopping_restores_the_best_weights(data, monkeypatch):
@@ -116,7 +150,7 @@ def test_interrupt_with_early_stopping_restores_the_best_weights(data, monkeypat
 
     monkeypatch.setattr(TorchMLPClassifier, "_validator", recording_validator)
     # 28 training rows in batches of 12: 3 steps per epoch; stop in epoch 9.
-    _interrupt_at_step(monkeypatch, torch.optim.Adam, 26, [clf])
+    _interrupt_at_step(monkeypatch, 26, [clf])
     with pytest.warns(UserWarning, match="Training interrupted"):
         clf.fit(X, y)
     assert clf.n_iter_ == len(records) == 8
@@ -157,12 +191,13 @@ def test_interrupt_during_partial_fit_keeps_the_model_usable(data, monkeypatch):
     X, y = data
     clf = TorchMLPClassifier((5,), batch_size=10, max_iter=3, random_state=0)
     clf.fit(X, y)
-    fitted_epochs = clf.n_iter_
-    states = _interrupt_at_step(monkeypatch, torch.optim.Adam, 2, [clf])
+    curve, seen = list(clf.loss_curve_), clf.t_
+    states = _interrupt_at_step(monkeypatch, 2, [clf])
     with pytest.warns(UserWarning, match="Training interrupted"):
         clf.partial_fit(X, y)
     _assert_state_equal(clf.module_, states[-1])
-    assert clf.n_iter_ == fitted_epochs
+    # The interrupted epoch does not count.
+    assert clf.loss_curve_ == curve and clf.t_ == seen
     _assert_usable(clf, X)
 
 
@@ -242,16 +277,19 @@ def test_divergence_keeps_the_previous_good_model(data, how):
 
 
 def test_gradient_clipping_prevents_the_divergence(data):
+    # Badly scaled X and a large learning rate: without clipping the loss
+    # explodes within a few epochs; clipping each step's gradient norm to 1
+    # bounds every update, and training goes on to a finite model.
     X, y = data
-    clf = TorchMLPClassifier((4,), random_state=0, max_grad_norm=1.0, **_diverging())
-    # Clipped steps are still huge, but every update stays finite or fails with
-    # the same clear error; no raw RuntimeError escapes.
-    try:
-        clf.fit(X, y)
-    except ValueError as exc:
-        assert "diverged" in str(exc) or "non-finite" in str(exc)
-    else:
-        assert np.isfinite(clf.predict_proba(X)).all()
+    X = X * 100
+    params = dict(solver="sgd", learning_rate_init=0.1, max_iter=30, random_state=0)
+    with pytest.raises(TrainingDivergedError, match="diverged at epoch"):
+        TorchMLPClassifier((4,), **params).fit(X, y)
+    clf = TorchMLPClassifier((4,), max_grad_norm=1.0, **params).fit(X, y)
+    assert np.isfinite(clf.loss_curve_).all()
+    assert max(clf.loss_curve_) < 10 * clf.loss_curve_[0]
+    assert clf.loss_ < clf.loss_curve_[0]
+    _assert_usable(clf, X)
 
 
 # --------------------------------------------------------------- prediction
