@@ -43,12 +43,13 @@ def test_grid_search_on_dask_matches_local_run(client):
 
     assert tasks.data, "no task ran on the dask cluster"
     assert remote.best_params_ == local.best_params_
-    # Same seeds, same models: at most one test-fold prediction may flip.
-    np.testing.assert_allclose(
-        remote.cv_results_["mean_test_score"],
-        local.cv_results_["mean_test_score"],
-        atol=1 / 100,
-    )
+    # Same seeds, same models: of the 4 x 3 x 100 test-fold predictions, at
+    # most one may flip (rounding in another thread), moving one split score
+    # by 1/100.
+    splits = [f"split{k}_test_score" for k in range(3)]
+    remote_scores = np.array([remote.cv_results_[key] for key in splits])
+    local_scores = np.array([local.cv_results_[key] for key in splits])
+    assert np.abs(remote_scores - local_scores).sum() <= 1 / 100 + 1e-12
 
 
 def test_incremental_over_blocks_matches_in_memory_fit(client):
@@ -73,7 +74,7 @@ def test_incremental_over_blocks_matches_in_memory_fit(client):
 
     model = incremental.estimator_
     # One partial_fit (= one epoch) per block per pass, over every row.
-    assert model.n_iter_ == n_blocks * n_passes
+    assert len(model.loss_curve_) == n_blocks * n_passes
     assert model.t_ == n_passes * len(X_train)
     assert model.score(X_test, y_test) >= in_memory.score(X_test, y_test) - 0.02
 
