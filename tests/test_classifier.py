@@ -428,8 +428,8 @@ def test_early_stopping_restores_best_weights(early_stopped):
 def test_early_stopping_ties_keep_the_latest_best_epoch():
     # Validation accuracy on 12 rows ties often: here epochs 4 to 12 share the
     # best score and the 8 after them are worse. The weights kept are those
-    # of the latest best epoch (like sklearn's MLPClassifier, which keeps a
-    # copy whenever the score is not worse than the best).
+    # of the latest best epoch, which has trained longest (MLPClassifier keeps
+    # the first; docs/user_guide/early_stopping.rst says so).
     X, y = make_moons(60, noise=0.3, random_state=0)
     clf = TorchMLPClassifier(
         (8,),
