@@ -13,8 +13,6 @@ from pathlib import Path
 
 import skorchlite
 
-DOCS = Path(__file__).resolve().parent
-
 project = "skorchlite"
 author = "the skorchlite developers"
 copyright = "the skorchlite developers"
@@ -23,6 +21,7 @@ release = version = skorchlite.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
@@ -40,11 +39,19 @@ autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
-# sphinx-gallery: examples/plot_*.py become auto_examples/. The figures the
-# examples save themselves go to the build directory, not to the source tree.
-os.environ.setdefault(
-    "SKORCHLITE_EXAMPLE_OUTPUT", str(DOCS / "_build" / "example_output")
-)
+# Links to the projects whose names the pages use. Builds without a network
+# (the test suite) set SKORCHLITE_DOCS_OFFLINE=1: the inventories cannot be
+# fetched there, which sphinx -W would turn into an error.
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "sklearn": ("https://scikit-learn.org/stable", None),
+    "torch": ("https://docs.pytorch.org/docs/stable", None),
+}
+if os.environ.get("SKORCHLITE_DOCS_OFFLINE"):
+    intersphinx_mapping = {}
+
+# sphinx-gallery: examples/plot_*.py become auto_examples/.
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
@@ -53,7 +60,6 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"quickstart\.py",
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("skorchlite",),
-    "reference_url": {"skorchlite": None},
     "backreferences_dir": "generated/backreferences",
     "download_all_examples": False,
     "remove_config_comments": True,
@@ -77,5 +83,15 @@ def _skip_metadata_request_methods(app, what, name, obj, skip, options):
     return None
 
 
+def _example_output_in_the_build(app):
+    # The figures the examples save themselves go next to the build's
+    # doctrees, wherever the HTML goes, never into the source tree.
+    os.environ.setdefault(
+        "SKORCHLITE_EXAMPLE_OUTPUT", str(Path(app.doctreedir) / "example_output")
+    )
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_metadata_request_methods)
+    # Before sphinx-gallery runs the examples (also on builder-inited).
+    app.connect("builder-inited", _example_output_in_the_build, priority=100)

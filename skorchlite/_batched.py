@@ -462,11 +462,17 @@ class BatchedGroup:
         self.best = self.flat.clone()  # each model's best weights so far
 
     def _validation_scores(self):
-        """Each model's validation accuracy (weighted), as its fit's validator."""
+        """Each model's validation (loss, accuracy), weighted, as its fit's
+        validator: two (M,) tensors."""
         z = self._forward(self.X_val)[0]
         y = self.y_val if self.target_type == "multiclass" else self.y_val.mT
         correct = self.target_encoder.correct(z, y)
-        return (correct * self.w_val).sum(dim=1) / self.w_val.sum(dim=1)
+        losses = self._losses_and_delta(z, self.y_val)[0]
+        weight_sums = self.w_val.sum(dim=1)
+        return (
+            (losses * self.w_val).sum(dim=1) / weight_sums,
+            (correct * self.w_val).sum(dim=1) / weight_sums,
+        )
 
     def _losses_and_delta(self, logits, y):
         """Loss of each row, summed over labels (M, B), and its gradient.
@@ -641,7 +647,10 @@ class BatchedGroup:
                 losses, step = self._epoch(step, permutations)
                 scores = [None] * len(alive)
                 if self.validating:
-                    scores = self._validation_scores().tolist()
+                    losses, accuracies = self._validation_scores()
+                    scores = list(
+                        zip(losses.tolist(), accuracies.tolist(), strict=True)
+                    )
                 finished, improved = [], []
                 for row, (job, loss, score) in enumerate(
                     zip(alive, losses.tolist(), scores, strict=True)
@@ -694,7 +703,7 @@ class BatchedGroup:
         if score is None:
             history.record_loss(loss, self.tol[j])
         else:
-            best = history.record_validation(score, self.tol[j])
+            best = history.record_validation(*score, self.tol[j])
         schedule = self.schedules[j]
         schedule.epoch_end(history.t)
         if history.no_improvement_count > self.n_iter_no_change[j]:
@@ -748,4 +757,4 @@ class BatchedGroup:
                 "data may contain large values and need to be preprocessed; or "
                 "lower learning_rate_init."
             )
-        estimator._publish_history(history)
+        estimator._publish_history(history, n_iter=history.n_iter)

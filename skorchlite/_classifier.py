@@ -2,7 +2,6 @@
 
 import copy
 import math
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -43,6 +42,7 @@ from ._training import (
     dense_rows,
     fit_lbfgs,
 )
+from ._warnings import warn_at_caller
 
 try:
     from sklearn.callback import CallbackSupportMixin
@@ -61,16 +61,20 @@ def _supports_partial_fit(estimator):
             "partial_fit is only available for stochastic optimizers. "
             f"{estimator.solver} is not stochastic."
         )
+    return True
+
+
+def _check_partial_fit_params(estimator):
+    """MLPClassifier's errors for parameters partial_fit cannot honour."""
     if estimator.early_stopping:
-        raise AttributeError("partial_fit does not support early_stopping=True.")
+        raise ValueError("partial_fit does not support early_stopping=True")
     if isinstance(estimator.class_weight, str):
-        raise AttributeError(
+        raise ValueError(
             "partial_fit does not support class_weight='balanced', which needs "
             "all of y at once. Compute the weights on a large enough sample with "
             "sklearn.utils.class_weight.compute_class_weight and pass them as a "
             "dict."
         )
-    return True
 
 
 class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -132,8 +136,10 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``tol`` for ``n_iter_no_change`` consecutive epochs.
 
     verbose : bool or int, default=False
-        Print one line per epoch to stdout (loss, and validation loss and
-        accuracy with early stopping). An int ``k > 1`` prints every ``k``
+        Print MLPClassifier's progress lines to stdout (``Iteration 3, loss =
+        0.41234567``, ``Validation score: 0.964912`` with early stopping, and
+        the stopping rule's message), each followed by our extras (the epoch's
+        time, the validation loss). An int ``k > 1`` prints every ``k``
         epochs. When stdout is a terminal or a notebook and tqdm is installed
         (``pip install skorchlite[progress]``), ``fit`` shows a live progress
         bar instead, with the same numbers and the time left. With
@@ -195,7 +201,8 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels (``arange(n_labels)`` for multilabel targets).
+        Class labels (``arange(n_labels)`` for multilabel targets). A ``y``
+        of a single class is predicted as that class, with probability one.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -221,12 +228,17 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Training loss after each epoch (stochastic solvers).
     validation_scores_ : list of float or None
         Validation accuracy after each epoch with early stopping, else None.
+    validation_loss_curve_ : list of float or None
+        Validation loss (without the L2 term) after each epoch with early
+        stopping, else None. Ours: MLPClassifier does not keep it.
     best_validation_score_ : float or None
         Best validation accuracy with early stopping, else None.
     n_iter_ : int
-        Number of epochs run, summed over warm-started fits and partial_fit.
+        Number of epochs (lbfgs: iterations) run by the last call to ``fit``,
+        or 1 after ``partial_fit``, as in MLPClassifier. ``loss_curve_`` keeps
+        the epochs of all calls.
     t_ : int
-        Number of training samples seen.
+        Number of training samples seen, over all calls.
 
     See Also
     --------
@@ -244,6 +256,13 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
     """
+
+    # The "?" link of the HTML repr (sklearn's _HTMLDocumentationLinkMixin).
+    _doc_link_module = "skorchlite"
+    _doc_link_template = (
+        "https://skorchlite.readthedocs.io/en/stable/generated/"
+        "{estimator_module}.{estimator_name}.html"
+    )
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": [
@@ -393,16 +412,21 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self : TorchMLPClassifier
             The updated estimator.
         """
+        _check_partial_fit_params(self)
         if _check_partial_fit_first_call(self, classes):
             del self.classes_  # set again, from the target encoder, in _fit
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
-    # Training needs autograd even when called inside the user's no_grad() or
-    # inference_mode() block (where the module would otherwise not learn).
-    @torch.inference_mode(False)
-    @torch.enable_grad()
     def _fit(self, X, y, sample_weight, incremental, classes=None):
+        # Training needs autograd even when called inside the user's no_grad()
+        # or inference_mode() block (where the module would otherwise not
+        # learn). A with block, not decorators: their frames would come between
+        # the user's call and our warnings.
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._fit_with_grad(X, y, sample_weight, incremental, classes)
+
+    def _fit_with_grad(self, X, y, sample_weight, incremental, classes):
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
         )
@@ -563,10 +587,9 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self, X, y, weights, incremental, history, seed, callbacks=None
     ):
         if self.batch_size != "auto" and self.batch_size > X.shape[0]:
-            warnings.warn(
+            warn_at_caller(
                 "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped",
-                stacklevel=3,
+                "going to be clipped"
             )
         validation = None
         if self.early_stopping:
@@ -599,6 +622,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 ]
             ),
         )
+        epochs_before = history.n_iter
         stopped_early = trainer.run(
             data,
             history,
@@ -608,16 +632,15 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             generator=torch.Generator().manual_seed(seed),
         )
         self._check_finite_weights()
-        self._publish_history(history)
+        self._publish_history(history, n_iter=history.n_iter - epochs_before)
         if not incremental and not stopped_early:
-            self._warn_max_iter_reached(stacklevel=5)
+            self._warn_max_iter_reached()
 
-    def _warn_max_iter_reached(self, stacklevel):
-        warnings.warn(
+    def _warn_max_iter_reached(self):
+        warn_at_caller(
             f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
             "and the optimization hasn't converged yet.",
             ConvergenceWarning,
-            stacklevel=stacklevel,
         )
 
     def _train_lbfgs(self, data, history):
@@ -634,33 +657,28 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         history.t += data.n_samples
         history.loss = loss
         self._history = history
-        self.n_iter_, self.t_, self.loss_ = history.n_iter, history.t, loss
+        self.n_iter_, self.t_, self.loss_ = n_iter, history.t, loss
         if n_iter >= self.max_iter or n_evals >= self.max_fun:
             limit = "max_iter" if n_iter >= self.max_iter else "max_fun"
-            warnings.warn(
+            warn_at_caller(
                 f"lbfgs failed to converge after {n_iter} iteration(s) and "
                 f"{n_evals} loss evaluation(s): reached {limit}. Increase "
                 f"{limit} or scale the data.",
                 ConvergenceWarning,
-                stacklevel=2,
             )
 
     def _split_validation(self, X, y, weights, seed):
         """Hold out ``validation_fraction`` of the rows (at least 2), stratified
-        when every class can appear on both sides."""
+        as the target encoder says."""
         n_samples = X.shape[0]
         n_val = max(math.ceil(self.validation_fraction * n_samples), 2)
         if n_samples - n_val < 1:
             raise ValueError(
                 f"The validation set is too small: early_stopping needs at least 3 "
-                f"samples, got {n_samples}. Increase the size of your dataset or "
-                "set early_stopping=False."
+                f"samples, got n_samples={n_samples}. Increase the size of your "
+                "dataset or set early_stopping=False."
             )
-        stratify = None
-        if self._target_encoder.target_type != "multilabel-indicator":
-            counts = np.unique(y, return_counts=True)[1]
-            if counts.min() >= 2 and min(n_val, n_samples - n_val) >= len(counts):
-                stratify = y
+        stratify = self._target_encoder.stratification(y, n_samples - n_val, n_val)
         arrays = (X, y) if weights is None else (X, y, weights)
         split = train_test_split(
             *arrays, test_size=n_val, random_state=seed % 2**32, stratify=stratify
@@ -768,18 +786,23 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 "learning_rate_init."
             )
 
-    def _publish_history(self, history):
+    def _publish_history(self, history, n_iter):
+        """Set the fitted attributes from ``history``, after ``n_iter`` epochs
+        of this call (``n_iter_`` counts one call, like MLPClassifier's)."""
         self._history = history
-        self.n_iter_ = history.n_iter
+        self.n_iter_ = n_iter
         self.t_ = history.t
         self.loss_ = history.loss
         self.loss_curve_ = list(history.loss_curve)
+        self._no_improvement_count = history.no_improvement_count
         if self.early_stopping:
             self.validation_scores_ = list(history.validation_scores)
+            self.validation_loss_curve_ = list(history.validation_losses)
             self.best_validation_score_ = history.best_validation_score
             self.best_loss_ = None
         else:
             self.validation_scores_ = None
+            self.validation_loss_curve_ = None
             self.best_validation_score_ = None
             self.best_loss_ = history.best_loss
 
@@ -926,11 +949,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         try:
             device = resolve_device(self.device)
         except ValueError as exc:
-            warnings.warn(
-                f"{exc} The loaded model stays on the CPU.",
-                UserWarning,
-                stacklevel=3,
-            )
+            warn_at_caller(f"{exc} The loaded model stays on the CPU.")
             return
         self.module_.to(device)
 

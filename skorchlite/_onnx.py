@@ -101,6 +101,12 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
             f"{type(estimator).__name__}."
         )
     check_is_fitted(estimator)
+    if estimator._target_encoder.single_class:
+        raise ValueError(
+            "This classifier was fitted on a single class "
+            f"({estimator.classes_[0]!r}), which it always predicts; there is no "
+            "decision to export. Fit it on at least two classes."
+        )
     onnx = _require("onnx")
     _require("onnxscript")
     if torch.__version__ < _MIN_TORCH:

@@ -433,6 +433,7 @@ def _restore_fitted(estimator, fitted, tensors):
     estimator._target_encoder = TargetEncoder(attributes["classes_"], target_type)
     estimator._seed = seed
     estimator._history = _decode_history(fitted["history"])
+    estimator._no_improvement_count = estimator._history.no_improvement_count
     # Move before rebuilding the optimizer, whose state follows its parameters.
     estimator._move_to_available_device()
     if fitted["optimizer"] is not None:
@@ -501,7 +502,7 @@ def _check_attributes(attributes, target_type, module):
         raise _FormatError("classes_ must be a 1-d array.")
     expected_outputs = 1 if target_type == "binary" else len(classes)
     n_classes_valid = {
-        "binary": len(classes) == 2,
+        "binary": len(classes) in (1, 2),  # one class: always predicted
         "multiclass": len(classes) > 2,
         "multilabel-indicator": len(classes) >= 2,
     }[target_type]
@@ -533,11 +534,13 @@ def _check_attributes(attributes, target_type, module):
 def _decode_history(fields):
     known = {field.name for field in dataclasses.fields(History)}
     values = {name: _decode(value) for name, value in fields.items()}
+    # Files from before validation losses were kept have none.
+    values.setdefault("validation_losses", [])
     if set(values) != known:
         raise _FormatError(f"the history needs the fields {sorted(known)}.")
     counts = ("n_iter", "t", "no_improvement_count")
     floats = ("best_loss", "best_validation_score")
-    lists = ("loss_curve", "validation_scores")
+    lists = ("loss_curve", "validation_scores", "validation_losses")
     if (
         not all(isinstance(values[name], Integral) for name in counts)
         or not all(isinstance(values[name], Real) for name in floats)

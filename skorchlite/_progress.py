@@ -18,17 +18,24 @@ import sys
 
 
 def format_epoch(epoch, loss, validation, seconds):
-    """The plain one-line summary of an epoch.
+    """The plain summary of an epoch: MLPClassifier's lines, then our extras.
+
+    ``epoch`` counts the epochs of this fit call, as MLPClassifier's
+    ``Iteration`` does; ``validation`` is ``(loss, score)`` or None.
 
     Examples
     --------
-    >>> format_epoch(10, 0.31, (0.29, 0.96), 0.0042)
-    'Epoch 10 | loss 0.3100 | val loss 0.2900 | val acc 0.9600 | 0.004s'
+    >>> print(format_epoch(10, 0.31, (0.29, 0.96), 0.0042))
+    Iteration 10, loss = 0.31000000, time = 0.004s
+    Validation score: 0.960000, validation loss = 0.29000000
     """
-    line = f"Epoch {epoch} | loss {loss:.4f}"
+    line = f"Iteration {epoch}, loss = {loss:.8f}, time = {seconds:.3f}s"
     if validation is not None:
-        line += f" | val loss {validation[0]:.4f} | val acc {validation[1]:.4f}"
-    return f"{line} | {seconds:.3f}s"
+        line += (
+            f"\nValidation score: {validation[1]:f}, "
+            f"validation loss = {validation[0]:.8f}"
+        )
+    return line
 
 
 class EpochListener:
@@ -43,8 +50,8 @@ class EpochListener:
     def epoch_end(self, epoch, loss, validation, seconds):
         """An epoch ended; return True to ask the loop to stop.
 
-        ``epoch`` counts all epochs of the model (warm starts and partial_fit
-        included), ``validation`` is ``(val_loss, val_accuracy)`` or None.
+        ``epoch`` counts the epochs of this fit call (1 for partial_fit),
+        ``validation`` is ``(val_loss, val_accuracy)`` or None.
         """
         return False
 
@@ -63,7 +70,7 @@ class Progress(EpochListener):
     >>> progress = Progress([EpochLog(every=1)])
     >>> progress.start(max_epochs=3)
     >>> progress.epoch_end(1, 0.5, None, 0.01)
-    Epoch 1 | loss 0.5000 | 0.010s
+    Iteration 1, loss = 0.50000000, time = 0.010s
     False
     """
 

@@ -4,6 +4,7 @@
 target            outputs  loss                        probabilities
 ================  =======  ==========================  ======================
 binary            1        BCEWithLogitsLoss           ``[1 - p, p]``
+one class         1        BCEWithLogitsLoss (y = 0)   ``[1]``
 multiclass (K>2)  K        CrossEntropyLoss            softmax
 multilabel (K)    K        BCEWithLogitsLoss per label sigmoid per label
 ================  =======  ==========================  ======================
@@ -65,13 +66,9 @@ class TargetEncoder:
                 )
             return cls(labels, target_type)
         classes = unique_labels(y) if classes is None else unique_labels(classes)
-        if len(classes) < 2:
-            raise ValueError(
-                "The number of classes has to be greater than one; got "
-                f"{len(classes)} class: {classes[0]!r}. A classifier needs samples "
-                "of at least 2 classes in the data."
-            )
-        target_type = "binary" if len(classes) == 2 else "multiclass"
+        # One class trains as a binary target whose rows are all negative, as
+        # MLPClassifier's LabelBinarizer encodes it; it always predicts that class.
+        target_type = "multiclass" if len(classes) > 2 else "binary"
         return cls(classes, target_type)
 
     @property
@@ -132,6 +129,23 @@ class TargetEncoder:
         per_class[~np.isfinite(per_class)] = 0.0
         return per_class[np.searchsorted(self.classes, y)]
 
+    def stratification(self, y, n_train, n_val):
+        """The labels that the early-stopping split stratifies on, or None.
+
+        Binary targets stratify on the column ``y == classes[-1]``, as
+        MLPClassifier does on its binarized labels: a class too small to split
+        raises its error, word for word.
+        Multiclass targets (which MLPClassifier does not stratify) are
+        stratified when every class fits on both sides; multilabel ones never.
+        """
+        if self.target_type == "binary":
+            return (np.asarray(y) == self.classes[-1]).reshape(-1, 1)
+        if self.target_type == "multiclass":
+            counts = np.unique(y, return_counts=True)[1]
+            if counts.min() >= 2 and min(n_train, n_val) >= len(counts):
+                return y
+        return None
+
     def loss_function(self):
         """The torch loss, unreduced, for this target type."""
         if self.target_type == "multiclass":
@@ -147,10 +161,17 @@ class TargetEncoder:
             return torch.as_tensor(indices, dtype=torch.int64)
         return torch.as_tensor(indices, dtype=dtype).reshape(-1, 1)
 
+    @property
+    def single_class(self):
+        """Whether y had one class only (always predicted, with probability 1)."""
+        return len(self.classes) == 1
+
     def predict_indices(self, logits):
         """Predicted class indices (or the 0/1 matrix for multilabel)."""
         if self.target_type == "multiclass":
             return logits.argmax(axis=1)
+        if self.single_class:
+            return np.zeros(len(logits), dtype=np.intp)
         if self.target_type == "binary":
             return (logits[:, 0] > 0).astype(np.intp)
         return (logits > 0).astype(int)
@@ -163,6 +184,8 @@ class TargetEncoder:
         """
         if self.target_type == "multiclass":
             return logits.argmax(dim=1) == y
+        if self.single_class:
+            return torch.ones_like(y[:, 0], dtype=torch.bool)
         return ((logits > 0) == (y > 0.5)).all(dim=1)
 
     def decode(self, logits):
@@ -176,6 +199,8 @@ class TargetEncoder:
         """Probabilities from float64 logits, shape (n, n_classes)."""
         if self.target_type == "multiclass":
             return softmax(logits, axis=1)
+        if self.single_class:
+            return np.ones((len(logits), 1))
         if self.target_type == "binary":
             # expit(-z) rather than 1 - expit(z) keeps small probabilities exact.
             z = logits[:, 0]

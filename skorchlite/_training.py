@@ -6,7 +6,6 @@ an optimizer and a per-sample loss, and reads the :class:`History` back.
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch.optim.adam import adam as functional_adam
 
 from ._backprop import ClosedFormBackprop
 from ._progress import EpochListener
+from ._warnings import warn_at_caller
 
 
 class TrainingDivergedError(ValueError):
@@ -43,6 +43,7 @@ class History:
     loss: float | None = None
     loss_curve: list = field(default_factory=list)
     validation_scores: list = field(default_factory=list)
+    validation_losses: list = field(default_factory=list)
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
     no_improvement_count: int = 0
@@ -55,8 +56,10 @@ class History:
             self.no_improvement_count = 0
         self.best_loss = min(self.best_loss, loss)
 
-    def record_validation(self, score, tol):
-        """Track the validation score; True if it is the best so far."""
+    def record_validation(self, loss, score, tol):
+        """Track the validation loss and score; True if the score is the best
+        so far."""
+        self.validation_losses.append(loss)
         self.validation_scores.append(score)
         if score < self.best_validation_score + tol:
             self.no_improvement_count += 1
@@ -383,7 +386,7 @@ class Trainer:
         progress.start(max_epochs)
         self.module.train()
         try:
-            for _ in range(max_epochs):
+            for epoch in range(1, max_epochs + 1):
                 progress.epoch_begin()
                 started = time.perf_counter()
                 permutation = (
@@ -396,7 +399,7 @@ class Trainer:
                 history.t += data.n_samples
                 if diverged(loss, lowest_loss):
                     raise TrainingDivergedError(
-                        f"Training diverged at epoch {history.n_iter}: the loss "
+                        f"Training diverged at epoch {epoch}: the loss "
                         f"became {loss}. Lower learning_rate_init (it is "
                         f"{self.schedule.learning_rate_init}), set max_grad_norm to "
                         "clip gradients, or scale X (e.g. with StandardScaler)."
@@ -407,28 +410,27 @@ class Trainer:
                 validation = None
                 if self.validate is not None:
                     validation = self.validate()
-                    if history.record_validation(validation[1], self.tol):
+                    if history.record_validation(*validation, self.tol):
                         best_state = _copy_state(self.module)
                 else:
                     history.record_loss(loss, self.tol)
                 stop_requested = progress.epoch_end(
-                    history.n_iter, loss, validation, time.perf_counter() - started
+                    epoch, loss, validation, time.perf_counter() - started
                 )
                 self.schedule.epoch_end(history.t)
                 if stop_requested:
                     stopped_early = True
                     break
                 if history.no_improvement_count > self.n_iter_no_change:
-                    progress.message(self._plateau_message())
-                    if self.schedule.on_plateau():
+                    stop = self.schedule.on_plateau()
+                    progress.message(self._plateau_message(stop))
+                    if stop:
                         stopped_early = True
                         break
                     history.no_improvement_count = 0
         except KeyboardInterrupt:
-            warnings.warn(
-                "Training interrupted by user; keeping the weights reached so far.",
-                UserWarning,
-                stacklevel=3,
+            warn_at_caller(
+                "Training interrupted by user; keeping the weights reached so far."
             )
             stopped_early = True
         finally:
@@ -438,16 +440,18 @@ class Trainer:
             self.module.load_state_dict(best_state)
         return stopped_early
 
-    def _plateau_message(self):
+    def _plateau_message(self, stopping):
+        """MLPClassifier's verbose line when the stopping rule fires."""
         watched = "Validation score" if self.validate else "Training loss"
-        action = (
-            "Stopping."
-            if self.schedule.policy != "adaptive" or self.schedule.learning_rate <= 1e-6
-            else f"Setting learning rate to {self.schedule.learning_rate / 5:f}."
-        )
+        if not stopping:
+            action = f"Setting learning rate to {self.schedule.learning_rate:f}"
+        elif self.schedule.policy == "adaptive":
+            action = "Learning rate too small. Stopping."
+        else:
+            action = "Stopping."
         return (
-            f"{watched} did not improve more than tol={self.tol} for "
-            f"{self.n_iter_no_change} consecutive epochs. {action}"
+            f"{watched} did not improve more than tol={self.tol:f} for "
+            f"{self.n_iter_no_change:d} consecutive epochs. {action}"
         )
 
 
@@ -492,10 +496,8 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
     except KeyboardInterrupt:
         # The line search may have been stopped at a trial point: go back to
         # the best weights evaluated.
-        warnings.warn(
-            "Training interrupted by user; keeping the best weights reached so far.",
-            UserWarning,
-            stacklevel=3,
+        warn_at_caller(
+            "Training interrupted by user; keeping the best weights reached so far."
         )
         if best[1] is not None:
             with torch.no_grad():

@@ -305,7 +305,7 @@ class BatchedGridSearchCV(GridSearchCV):
                 failed.append(index)  # the ordinary fit raises the real error
                 continue
             if job.error is None and not job.converged:
-                job.estimator._warn_max_iter_reached(stacklevel=2)
+                job.estimator._warn_max_iter_reached()
             out[index] = self._score_job(job, context, per_model)
         return failed
 

@@ -1,5 +1,6 @@
 """Behaviour tests of TorchMLPClassifier: the estimator bullets of issue 2."""
 
+import contextlib
 import copy
 import inspect
 import io
@@ -275,7 +276,8 @@ def test_warm_start_continues_and_accumulates(make_clf, fit_quietly, moons):
     first_curve = list(clf.loss_curve_)
     weights = copy.deepcopy(clf.module_.state_dict())
     fit_quietly(clf, X, y)
-    assert clf.n_iter_ == 10
+    # Like MLPClassifier: n_iter_ counts this call; t_ and loss_curve_ go on.
+    assert clf.n_iter_ == 5
     assert clf.t_ == 10 * len(X)
     assert clf.loss_curve_[:5] == first_curve
     assert len(clf.loss_curve_) == 10
@@ -298,9 +300,10 @@ def test_partial_fit_runs_one_epoch_per_call(make_clf, moons):
     X, y = moons
     clf = make_clf()
     clf.partial_fit(X[:50], y[:50], classes=[0, 1])
+    assert clf.n_iter_ == 1
     clf.partial_fit(X[50:], y[50:])
     clf.partial_fit(X, y)
-    assert clf.n_iter_ == 3
+    assert clf.n_iter_ == 1
     assert clf.t_ == 50 + 50 + 100
     assert len(clf.loss_curve_) == 3
 
@@ -310,8 +313,27 @@ def test_partial_fit_after_fit_continues(make_clf, fit_quietly, moons):
     clf = fit_quietly(make_clf(max_iter=4), X, y)
     curve = list(clf.loss_curve_)
     clf.partial_fit(X, y)
-    assert clf.n_iter_ == 5
+    assert clf.n_iter_ == 1
+    assert clf.t_ == 5 * len(X)
     assert clf.loss_curve_[:4] == curve
+    assert len(clf.loss_curve_) == 5
+
+
+def test_partial_fit_needs_classes_on_first_call(make_clf, moons):
+    X, y = moons
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        make_clf().partial_fit(X, y)
+
+
+def test_partial_fit_accepts_classes_missing_from_first_batch(make_clf, blobs):
+    X, y = blobs
+    clf = make_clf()
+    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
+    assert clf.n_outputs_ == 3
+    clf.partial_fit(X[y == 2], y[y == 2])
+    assert_array_equal(clf.classes_, [0, 1, 2])
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y + 1)
 
 
 @pytest.mark.parametrize(
@@ -334,37 +356,35 @@ def test_partial_fit_sorts_the_classes_it_is_given(make_clf, blobs, labels, clas
     )
 
 
-def test_partial_fit_needs_classes_on_first_call(make_clf, moons):
-    X, y = moons
-    with pytest.raises(ValueError, match="classes must be passed on the first call"):
-        make_clf().partial_fit(X, y)
-
-
-def test_partial_fit_accepts_classes_missing_from_first_batch(make_clf, blobs):
-    X, y = blobs
-    clf = make_clf()
-    clf.partial_fit(X[y < 2], y[y < 2], classes=[0, 1, 2])
-    assert clf.n_outputs_ == 3
-    clf.partial_fit(X[y == 2], y[y == 2])
-    assert_array_equal(clf.classes_, [0, 1, 2])
-    with pytest.raises(ValueError, match="classes"):
-        clf.partial_fit(X, y + 1)
-
-
-@pytest.mark.parametrize(
-    ("params", "reason"),
-    [
-        ({"solver": "lbfgs"}, "lbfgs is not stochastic"),
-        ({"early_stopping": True}, "early_stopping=True"),
-        ({"class_weight": "balanced"}, "class_weight='balanced'"),
-    ],
-)
-def test_partial_fit_unavailable(params, reason):
-    clf = TorchMLPClassifier(**params)
+def test_partial_fit_unavailable_with_lbfgs():
+    clf = TorchMLPClassifier(solver="lbfgs")
     assert not hasattr(clf, "partial_fit")
     with pytest.raises(AttributeError, match="partial_fit") as info:
         clf.partial_fit([[0.0], [1.0]], [0, 1], classes=[0, 1])
-    assert reason in str(info.value.__cause__)
+    assert "lbfgs is not stochastic" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        # MLPClassifier's exception and message.
+        ({"early_stopping": True}, "partial_fit does not support early_stopping=True"),
+        ({"class_weight": "balanced"}, "class_weight='balanced'"),
+    ],
+)
+@pytest.mark.parametrize("fitted_first", [False, True])
+def test_partial_fit_refuses_what_it_cannot_honour(
+    make_clf, fit_quietly, moons, params, message, fitted_first
+):
+    X, y = moons
+    clf = make_clf(**params)
+    if fitted_first:
+        fit_quietly(clf, X, y)
+    before = dict(vars(clf))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        clf.partial_fit(X, y, classes=[0, 1])
+    assert vars(clf).keys() == before.keys()
+    assert all(vars(clf)[name] is value for name, value in before.items())
 
 
 # --------------------------------------------------------- early stopping
@@ -510,6 +530,58 @@ def test_lbfgs_convergence_warning(make_clf, moons):
     assert clf.n_iter_ <= 2
 
 
+def _warnings_of(call):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return caught
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"max_iter": 2},  # Stochastic Optimizer: Maximum iterations reached
+        {"solver": "lbfgs", "max_iter": 1},  # lbfgs failed to converge
+        {"batch_size": 10**6},  # batch_size clipped
+    ],
+)
+@pytest.mark.parametrize("context", [contextlib.nullcontext, torch.no_grad])
+def test_warnings_name_the_line_that_called_fit(make_clf, moons, params, context):
+    X, y = moons
+    clf = make_clf(**params)
+    with context():
+        caught = _warnings_of(lambda: clf.fit(X, y))
+    line = inspect.currentframe().f_lineno - 1
+    assert caught
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)] * len(caught)
+
+
+def test_search_warnings_name_the_search_not_skorchlite(make_clf, moons):
+    # Inside GridSearchCV, the caller of fit is sklearn, as for MLPClassifier.
+    X, y = moons
+    search = GridSearchCV(make_clf(max_iter=2), {"alpha": [1e-4]}, cv=2)
+    caught = _warnings_of(lambda: search.fit(X, y))
+    assert caught
+    assert all("skorchlite" not in w.filename for w in caught)
+    assert all("torch" not in w.filename for w in caught)
+
+
+def test_validation_loss_curve_is_the_held_out_loss(early_stopped):
+    clf, X, y = early_stopped
+    assert len(clf.validation_loss_curve_) == len(clf.validation_scores_)
+    # The weights kept are those of the latest best epoch.
+    scores = np.array(clf.validation_scores_)
+    best_epoch = np.flatnonzero(scores == scores.max())[-1]
+    _, X_val, _, y_val = _validation_split(clf, X, y)
+    assert clf.validation_loss_curve_[best_epoch] == pytest.approx(
+        log_loss(y_val, clf.predict_proba(X_val)), rel=1e-9
+    )
+
+
+def test_no_validation_loss_curve_without_early_stopping(fitted_binary):
+    assert fitted_binary.validation_loss_curve_ is None
+
+
 # ----------------------------------------------- sample and class weights
 
 
@@ -599,9 +671,10 @@ def test_class_weight_with_unknown_label_is_an_error(make_clf, moons):
 # ---------------------------------------------------------------- verbose
 
 
-EPOCH_LINE = re.compile(r"^Epoch (\d+) \| loss (\d+\.\d+)")
-EARLY_STOPPING_LINE = re.compile(
-    r"^Epoch (\d+) \| loss (\d+\.\d+) \| val loss (\d+\.\d+) \| val acc (\d+\.\d+)"
+# MLPClassifier's lines, then our extras on the same line.
+EPOCH_LINE = re.compile(r"^Iteration (\d+), loss = (\d+\.\d{8}), time = \d+\.\d{3}s$")
+VALIDATION_LINE = re.compile(
+    r"^Validation score: (\d\.\d{6}), validation loss = (\d+\.\d{8})$"
 )
 
 
@@ -614,7 +687,7 @@ def test_verbose_prints_one_line_per_epoch(make_clf, fit_quietly, moons, capsys)
     matches = [EPOCH_LINE.match(line) for line in lines]
     assert all(matches), lines
     assert [int(m[1]) for m in matches] == [1, 2, 3, 4]
-    assert [float(m[2]) for m in matches] == pytest.approx(clf.loss_curve_, abs=1e-4)
+    assert [float(m[2]) for m in matches] == pytest.approx(clf.loss_curve_, abs=1e-8)
     assert err == ""
 
 
@@ -625,10 +698,15 @@ def test_verbose_with_early_stopping_reports_validation(
     clf = make_clf(max_iter=3, verbose=1, early_stopping=True)
     fit_quietly(clf, X, y)
     lines = capsys.readouterr().out.strip().splitlines()
-    matches = [EARLY_STOPPING_LINE.match(line) for line in lines]
-    assert len(lines) == 3 and all(matches), lines
-    assert [float(m[4]) for m in matches] == pytest.approx(
-        clf.validation_scores_, abs=1e-4
+    assert len(lines) == 6, lines
+    epochs = [EPOCH_LINE.match(line) for line in lines[::2]]
+    validations = [VALIDATION_LINE.match(line) for line in lines[1::2]]
+    assert all(epochs) and all(validations), lines
+    assert [float(m[1]) for m in validations] == pytest.approx(
+        clf.validation_scores_, abs=1e-6
+    )
+    assert [float(m[2]) for m in validations] == pytest.approx(
+        clf.validation_loss_curve_, abs=1e-8
     )
 
 
@@ -944,7 +1022,7 @@ def test_fitting_leaves_torch_settings_alone(make_clf, fit_quietly, blobs):
     threads = torch.get_num_threads()
     fit_quietly(make_clf(hidden_layer_sizes=(64, 64)), X, y)
     with pytest.raises(ValueError):
-        make_clf().fit(X, np.zeros(len(X)))
+        make_clf().fit(np.full_like(X, np.nan), y)
     assert torch.get_num_threads() == threads
     assert torch.is_grad_enabled()
     assert torch.get_default_dtype() == torch.float32
@@ -1113,3 +1191,11 @@ def test_default_accuracy_matches_mlpclassifier_on_moons():
     assert theirs_acc > 0.9
     # A drop-in must not be worse than the original by more than 2 points.
     assert ours_acc >= theirs_acc - 0.02
+
+
+def test_html_repr_links_to_our_api_page():
+    # The page that docs/api.rst generates (tests/test_docs.py checks it is built).
+    link = TorchMLPClassifier()._get_doc_link()
+    assert link.startswith("https://")
+    assert link.endswith("/generated/skorchlite.TorchMLPClassifier.html")
+    assert link in TorchMLPClassifier()._repr_html_()

@@ -208,15 +208,24 @@ def test_continuous_y(make_clf, moons):
     _fails(make_clf(), X, X[:, 0], ValueError, "Unknown label type: continuous")
 
 
-def test_single_class(make_clf, moons):
+@pytest.mark.parametrize("label", [1, "spam"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_single_class_is_always_predicted(
+    make_clf, fit_quietly, moons, label, early_stopping
+):
+    # Like MLPClassifier (and sklearn's check_classifiers_one_label): it fits,
+    # and predicts that class with probability one.
     X, _ = moons
-    _fails(
-        make_clf(),
-        X,
-        np.ones(len(X)),
-        ValueError,
-        "number of classes has to be greater",
-    )
+    y = np.full(len(X), label, dtype=object if isinstance(label, str) else int)
+    clf = fit_quietly(make_clf(early_stopping=early_stopping), X, y)
+    assert_array_equal(clf.classes_, [label])
+    assert_array_equal(clf.predict(X[:5]), [label] * 5)
+    assert_array_equal(clf.predict_proba(X[:5]), np.ones((5, 1)))
+    assert_array_equal(clf.predict_log_proba(X[:5]), np.zeros((5, 1)))
+    assert clf.score(X, y) == 1.0
+    assert len(clf.loss_curve_) == clf.n_iter_
+    if early_stopping:
+        assert set(clf.validation_scores_) == {1.0}
 
 
 def test_nan_in_y(make_clf, moons):
@@ -347,7 +356,7 @@ def test_partial_fit_multilabel_classes_must_be_the_columns(
         clf.predict(X)
     clf.partial_fit(X, Y, classes=[0, 1, 2, 3])
     clf.partial_fit(X, Y, classes=[0, 1, 2, 3])
-    assert clf.n_iter_ == 2
+    assert len(clf.loss_curve_) == 2
 
 
 @pytest.mark.parametrize("device", ["nonsense", "cuda:99", "mps:7x"])
@@ -391,25 +400,26 @@ def test_diverging_warm_start_keeps_the_previous_weights(make_clf, fit_quietly, 
     X, y = moons
     clf = fit_quietly(make_clf(warm_start=True), X, y)
     before = clf.predict_proba(X)
-    n_iter = clf.n_iter_
+    n_iter, t = clf.n_iter_, clf.t_
     clf.set_params(**DIVERGING)
     with pytest.raises(ValueError, match="learning_rate_init"):
         clf.fit(X * 1e3, y)
-    assert clf.n_iter_ == n_iter
+    assert (clf.n_iter_, clf.t_) == (n_iter, t)
     assert_array_equal(clf.predict_proba(X), before)
     # and it can still train normally afterwards
     clf.set_params(solver="adam", learning_rate_init=1e-3, max_iter=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
-    assert clf.n_iter_ == n_iter + 2
+    assert clf.n_iter_ == 2
+    assert clf.t_ == t + 2 * len(X)
 
 
 def test_failed_validation_keeps_the_previous_model(make_clf, fit_quietly, moons):
     X, y = moons
     clf = fit_quietly(make_clf(), X, y)
     before = clf.predict_proba(X)
-    with pytest.raises(ValueError, match="number of classes"):
-        clf.fit(np.c_[X, X], np.zeros(len(X)))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clf.fit(np.c_[X, X], np.linspace(0, 1, len(X)))
     assert clf.n_features_in_ == 2
     assert_allclose(clf.predict_proba(X), before)

@@ -111,6 +111,10 @@ ACCEPTABLE_FAILURES = (
     "Solver produced non-finite parameter weights",
     "beyond the range of float32",  # float64 values a float32 network can't hold
     "The validation set is too small",  # early_stopping on a handful of rows
+    # MLPClassifier's stratified early-stopping split of binary targets, from
+    # sklearn's train_test_split: a class of one row, or too few rows.
+    "The least populated class",
+    "should be greater or equal to the number of classes",
 )
 
 
@@ -160,8 +164,6 @@ def test_any_data_fits_and_predicts_probabilities_or_raises_a_clear_error(data):
     elif labels.dtype == object and not isinstance(labels[0], str):
         # sklearn's type_of_target rejects numbers in an object array.
         problems["object numbers"] = "Unknown label type"
-    elif labels.ndim == 1 and len(np.unique(labels)) < 2:
-        problems["one class"] = "The number of classes has to be greater than one"
     try:
         clf.fit(X, y)
     except (ValueError, TypeError) as exc:
