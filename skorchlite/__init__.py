@@ -1,8 +1,10 @@
-"""skorchlite: scikit-learn's MLPClassifier, trained as a real torch.nn.Module."""
+"""skorchlite: scikit-learn's MLPClassifier and MLPRegressor, trained as real
+torch.nn.Modules."""
 
 from ._classifier import TorchMLPClassifier
 from ._onnx import export_onnx
 from ._persistence import load, save
+from ._regressor import TorchMLPRegressor
 from .model_selection import BatchedGridSearchCV
 from .plotting import LossCurveDisplay, plot_decision_boundaries
 
@@ -12,6 +14,7 @@ __all__ = [
     "BatchedGridSearchCV",
     "LossCurveDisplay",
     "TorchMLPClassifier",
+    "TorchMLPRegressor",
     "__version__",
     "export_onnx",
     "load",

@@ -28,12 +28,16 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ._backprop import ACTIVATIONS as CLOSED_FORM
 from ._device import cpu_threads_for, torch_threads
 from ._mlp import ACTIVATIONS, linear_layers
-from ._training import History, LearningRateSchedule, diverged
+from ._solvers import SOLVERS, _column
+from ._training import (
+    History,
+    LearningRateSchedule,
+    StoppingRule,
+    TrainingDivergedError,
+)
 
 # Stacked steps with at least this many hidden activations use torch's threads.
 PARALLEL_MIN_ACTIVATIONS = 2**15
@@ -184,17 +188,6 @@ def _pad_permutation(permutation, n_rows):
     return torch.cat([permutation, padding])
 
 
-def _scalar_or_column(values, like):
-    """A float if all ``values`` are equal (fewer operations), else a column."""
-    if len(set(values)) == 1:
-        return float(values[0])
-    return _column(values, like)
-
-
-def _column(values, like):
-    return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None]
-
-
 def train_groups(groups):
     """Train every :class:`BatchedGroup`, several at once on a multi-core CPU.
 
@@ -240,12 +233,21 @@ class BatchedGroup:
     def __init__(self, jobs):
         self.jobs = jobs
         first = jobs[0].estimator
-        self.solver = first.solver
+        self.solver = SOLVERS[first.solver]
+        if self.solver.stacked_update is None:
+            raise ValueError(
+                f"solver={first.solver!r} has no stacked update: it cannot be "
+                "trained in a batched group."
+            )
+        activation = ACTIVATIONS[first.activation]
+        if not activation.closed_form:
+            raise ValueError(
+                f"activation={first.activation!r} has no closed-form derivative: "
+                "it cannot be trained in a batched group."
+            )
         self.shuffle = first.shuffle
-        self.activation = ACTIVATIONS[first.activation]()
-        self.function, self.derivative = CLOSED_FORM[type(self.activation)]
-        self.target_encoder = first._target_encoder
-        self.target_type = self.target_encoder.target_type
+        self.function, self.derivative = activation.function, activation.derivative
+        self.target = first._target
         self.n_samples = [job.X.shape[0] for job in jobs]
         self.n_rows = max(self.n_samples)
         self.batch_size = first._batch_size(self.n_rows)
@@ -315,7 +317,7 @@ class BatchedGroup:
         self.is_weight = is_weight
         # The outgoing weights of padded units only get a gradient when the
         # activation of 0 is not 0; mask them then.
-        zero = self.activation(torch.zeros(1, dtype=self.dtype))
+        zero = self.function(torch.zeros(1, dtype=self.dtype))
         padded = bool((real == 0).any())
         self.pad_mask = real if padded and zero.item() != 0 else None
 
@@ -331,11 +333,22 @@ class BatchedGroup:
         self.schedules = [
             LearningRateSchedule(
                 _LearningRate(e.learning_rate_init),
-                e.learning_rate if e.solver == "sgd" else "constant",
+                self.solver.schedule_policy(e),
                 e.learning_rate_init,
                 e.power_t,
             )
             for e in estimators
+        ]
+        self.rules = [
+            StoppingRule(
+                history,
+                schedule,
+                tol=e.tol,
+                n_iter_no_change=e.n_iter_no_change,
+            )
+            for e, history, schedule in zip(
+                estimators, self.histories, self.schedules, strict=True
+            )
         ]
         clip = [e.max_grad_norm for e in estimators]
         self.max_grad_norm = (
@@ -343,28 +356,13 @@ class BatchedGroup:
             if all(c is None for c in clip)
             else _column([math.inf if c is None else c for c in clip], flat)
         )
-        # AdamW applies alpha as decoupled weight decay, not as an L2 term.
-        l2 = [0.0 if self.solver == "adamw" else a for a in self.alpha]
+        # A decoupled weight decay (AdamW) is no L2 term of the loss.
+        l2 = [0.0 if self.solver.decoupled_decay else a for a in self.alpha]
         self.l2 = _column(l2, flat) * self.is_weight  # (M, P)
         self.use_l2 = any(l2)
-        if self.solver == "sgd":
-            self.momentum = _column([e.momentum for e in estimators], flat)
-            self.nesterov = torch.tensor(
-                [e.nesterovs_momentum and e.momentum > 0 for e in estimators],
-                device=flat.device,
-            )[:, None]
-            self.buffer = None
-        else:
-            self.beta_1 = _scalar_or_column([e.beta_1 for e in estimators], flat)
-            self.beta_2 = _scalar_or_column([e.beta_2 for e in estimators], flat)
-            self.epsilon = _scalar_or_column([e.epsilon for e in estimators], flat)
-            self.exp_avg = torch.zeros_like(flat)
-            self.exp_avg_sq = torch.zeros_like(flat)
-            if self.solver == "adamw":
-                # Adam's learning rate is constant: so is the decay factor.
-                self.decay = (
-                    1 - self.lr_col * _column(self.alpha, flat) * self.is_weight
-                )
+        self.update = self.solver.stacked_update(
+            estimators, flat, self.is_weight, self.lr_col
+        )
 
     # ------------------------------------------------------------ training
 
@@ -462,34 +460,21 @@ class BatchedGroup:
         self.best = self.flat.clone()  # each model's best weights so far
 
     def _validation_scores(self):
-        """Each model's validation (loss, accuracy), weighted, as its fit's
+        """Each model's validation (loss, score), weighted, as its fit's
         validator: two (M,) tensors."""
-        z = self._forward(self.X_val)[0]
-        y = self.y_val if self.target_type == "multiclass" else self.y_val.mT
-        correct = self.target_encoder.correct(z, y)
-        losses = self._losses_and_delta(z, self.y_val)[0]
-        weight_sums = self.w_val.sum(dim=1)
+        outputs = self._forward(self.X_val)[0].mT
+        losses = self.target.losses_and_delta(outputs, self.y_val)[0]
+        w = self.w_val
         return (
-            (losses * self.w_val).sum(dim=1) / weight_sums,
-            (correct * self.w_val).sum(dim=1) / weight_sums,
+            (losses * w).sum(dim=1) / w.sum(dim=1),
+            self.target.validation_score(outputs, self.y_val, w),
         )
 
-    def _losses_and_delta(self, logits, y):
-        """Loss of each row, summed over labels (M, B), and its gradient.
-
-        ``logits`` are ``(M, n_outputs, B)``.
-        """
-        if self.target_type == "multiclass":
-            log_probabilities = torch.log_softmax(logits, dim=1)
-            losses = -log_probabilities.gather(1, y[:, None, :])[:, 0, :]
-            delta = log_probabilities.exp_()
-            delta.scatter_add_(
-                1, y[:, None, :], delta.new_full(losses.shape, -1.0)[:, None, :]
-            )
-            return losses, delta
-        y = y.mT
-        losses = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        return losses.sum(dim=1), torch.sigmoid(logits).sub_(y)
+    def _losses_and_delta(self, outputs, y):
+        """Loss of each row (M, B), and its gradient with respect to the
+        outputs ``(M, n_outputs, B)``, in their layout."""
+        losses, delta = self.target.losses_and_delta(outputs.mT, y)
+        return losses, delta.mT.contiguous()
 
     def _step(self, X, y, w, n_real, start, step):
         """One minibatch step of every model; returns the batch losses (M,).
@@ -511,35 +496,8 @@ class BatchedGroup:
         if self.max_grad_norm is not None:
             norm = grad.norm(dim=1, keepdim=True)
             grad.mul_((self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
-        if self.solver == "sgd":
-            self._sgd(grad)
-        else:
-            self._adam(grad, step)
+        self.update.step(flat, grad, step, self.lr_col)
         return loss
-
-    def _adam(self, grad, step):
-        flat, beta_1, beta_2 = self.flat, self.beta_1, self.beta_2
-        if self.solver == "adamw":
-            flat.mul_(self.decay)
-        self.exp_avg.lerp_(grad, 1 - beta_1)
-        if isinstance(beta_2, float):
-            self.exp_avg_sq.mul_(beta_2).addcmul_(grad, grad, value=1 - beta_2)
-        else:
-            self.exp_avg_sq.mul_(beta_2).addcmul_(grad, grad * (1 - beta_2))
-        step_size = self.lr_col / (1 - beta_1**step)
-        bias_correction2_sqrt = (1 - beta_2**step) ** 0.5
-        denom = self.exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(self.epsilon)
-        flat.addcdiv_(self.exp_avg * -step_size, denom)
-
-    def _sgd(self, grad):
-        if self.buffer is None:
-            self.buffer = grad.clone()
-        else:
-            self.buffer.mul_(self.momentum).add_(grad)
-        direction = torch.where(
-            self.nesterov, grad + self.momentum * self.buffer, self.buffer
-        )
-        self.flat.sub_(direction * self.lr_col)
 
     def _epoch(self, step, permutations):
         """One epoch of every model; ``permutations`` (M, n_rows) or None."""
@@ -612,14 +570,13 @@ class BatchedGroup:
         self.seconds = time.perf_counter() - started
 
     def _run(self, cancel=None):
+        M = len(self.jobs)
+        self.histories = histories = [History() for _ in range(M)]
         self._stack_data()
         self._stack_parameters()
         self._stack_validation()
         self._hyperparameters()
-        M = len(self.jobs)
         alive = list(range(M))  # job index of each stacked row
-        histories = [History() for _ in range(M)]
-        lowest = [math.inf] * M
         final = [None] * M
         # Models with the same seed and training-set size shuffle alike.
         seeds = [
@@ -647,9 +604,9 @@ class BatchedGroup:
                 losses, step = self._epoch(step, permutations)
                 scores = [None] * len(alive)
                 if self.validating:
-                    losses, accuracies = self._validation_scores()
+                    val_losses, val_scores = self._validation_scores()
                     scores = list(
-                        zip(losses.tolist(), accuracies.tolist(), strict=True)
+                        zip(val_losses.tolist(), val_scores.tolist(), strict=True)
                     )
                 finished, improved = [], []
                 for row, (job, loss, score) in enumerate(
@@ -657,9 +614,7 @@ class BatchedGroup:
                 ):
                     if self.jobs[job].validation is None:
                         scores[row] = score = None
-                    stop, best = self._epoch_end(
-                        job, histories[job], lowest, loss, score
-                    )
+                    stop, best = self._epoch_end(job, loss, score)
                     if stop:
                         finished.append(row)
                     if best:
@@ -682,36 +637,26 @@ class BatchedGroup:
         for job, history, row in zip(self.jobs, histories, final, strict=True):
             self._finish(job, history, row)
 
-    def _epoch_end(self, j, history, lowest, loss, score):
-        """Record epoch ``loss`` (and validation ``score``) of job ``j``.
+    def _epoch_end(self, j, loss, validation):
+        """Record epoch ``loss`` (and ``validation``: loss, score) of job ``j``
+        with its fit's stopping rule.
 
         Returns ``(stop, best)``: whether it stops training, and whether these
         are its best weights so far (by validation score).
         """
-        history.n_iter += 1
-        history.t += self.n_samples[j]
-        if diverged(loss, lowest[j]):
-            self.jobs[j].error = (
-                f"TrainingDivergedError: Training diverged at epoch "
-                f"{history.n_iter}: the loss became {loss}."
+        rule = self.rules[j]
+        try:
+            best = rule.record(
+                rule.history.n_iter + 1, self.n_samples[j], loss, validation
             )
+        except TrainingDivergedError as exc:
+            self.jobs[j].error = f"TrainingDivergedError: {exc}"
             return True, False
-        lowest[j] = min(lowest[j], loss)
-        history.loss = loss
-        history.loss_curve.append(loss)
-        best = False
-        if score is None:
-            history.record_loss(loss, self.tol[j])
-        else:
-            best = history.record_validation(*score, self.tol[j])
-        schedule = self.schedules[j]
-        schedule.epoch_end(history.t)
-        if history.no_improvement_count > self.n_iter_no_change[j]:
-            if schedule.on_plateau():
-                self.jobs[j].converged = True
-                return True, best
-            history.no_improvement_count = 0
-        return history.n_iter >= self.max_iter[j], best
+        stop, _ = rule.plateau(validation is not None)
+        if stop:
+            self.jobs[j].converged = True
+            return True, best
+        return rule.history.n_iter >= self.max_iter[j], best
 
     def _view_layers(self):
         """Views of ``flat``: the first layer's block, then (weight, bias) pairs."""
@@ -737,12 +682,11 @@ class BatchedGroup:
             "pad_mask",
             "w",
         ]
-        names += ["momentum", "nesterov", "buffer", "beta_1", "beta_2", "epsilon"]
-        names += ["exp_avg", "exp_avg_sq", "decay"]
         for name in names:
             value = getattr(self, name, None)
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value[index])
+        self.update.keep(index)
         if self.dropout is not None:
             self.dropout = [self.dropout[row] for row in rows]
         self._view_layers()

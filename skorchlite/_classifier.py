@@ -1,67 +1,14 @@
 """TorchMLPClassifier: sklearn's MLPClassifier interface over a torch module."""
 
-import copy
-import math
-from numbers import Integral, Real
-
 import numpy as np
-import scipy.sparse as sp
-import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    column_or_1d,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted
 
-from ._device import (
-    cpu_threads_for,
-    module_device,
-    module_on_cpu,
-    resolve_device,
-    resolve_dtype,
-    seeded_torch_rng,
-    tensors_to_cpu,
-    torch_threads,
-)
-from ._mlp import ACTIVATIONS, build_mlp, linear_layers
-from ._progress import CallbackEpochs, Progress, epoch_display
-from ._targets import TargetEncoder
-from ._training import (
-    History,
-    LearningRateSchedule,
-    Objective,
-    Trainer,
-    TrainingData,
-    dense_rows,
-    fit_lbfgs,
-)
-from ._warnings import warn_at_caller
-
-try:
-    from sklearn.callback import CallbackSupportMixin
-except ImportError:  # scikit-learn < 1.9 has no callback API
-
-    class CallbackSupportMixin:
-        """Stand-in for sklearn's mixin: no ``set_callbacks``."""
-
-
-STOCHASTIC_SOLVERS = ("adam", "adamw", "sgd")
-
-
-def _supports_partial_fit(estimator):
-    if estimator.solver not in STOCHASTIC_SOLVERS:
-        raise AttributeError(
-            "partial_fit is only available for stochastic optimizers. "
-            f"{estimator.solver} is not stochastic."
-        )
-    return True
+from ._base import BaseTorchMLP, _supports_partial_fit
+from ._targets import classification_target
 
 
 def _check_partial_fit_params(estimator):
@@ -77,7 +24,7 @@ def _check_partial_fit_params(estimator):
         )
 
 
-class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
+class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
     """Multi-layer perceptron classifier trained with PyTorch.
 
     A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
@@ -257,52 +204,9 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     (2, 2)
     """
 
-    # The "?" link of the HTML repr (sklearn's _HTMLDocumentationLinkMixin).
-    _doc_link_module = "skorchlite"
-    _doc_link_template = (
-        "https://skorchlite.readthedocs.io/en/stable/generated/"
-        "{estimator_module}.{estimator_name}.html"
-    )
-
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": [
-            "array-like",
-            Interval(Integral, 1, None, closed="left"),
-        ],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [
-            StrOptions({"auto"}),
-            Interval(Integral, 1, None, closed="left"),
-        ],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "power_t": [Interval(Real, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "shuffle": ["boolean"],
-        "random_state": ["random_state"],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "verbose": ["verbose"],
-        "warm_start": ["boolean"],
-        "momentum": [Interval(Real, 0, 1, closed="both")],
-        "nesterovs_momentum": ["boolean"],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "beta_1": [Interval(Real, 0, 1, closed="left")],
-        "beta_2": [Interval(Real, 0, 1, closed="left")],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "n_iter_no_change": [
-            Interval(Integral, 1, None, closed="left"),
-            Options(Real, {np.inf}),
-        ],
-        "max_fun": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "dtype": [StrOptions({"float32", "float64"}), None],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
+        **BaseTorchMLP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
-        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -338,57 +242,37 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         max_grad_norm=None,
         predict_batch_size=16384,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.device = device
-        self.dtype = dtype
-        self.dropout = dropout
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            device=device,
+            dtype=dtype,
+            dropout=dropout,
+            max_grad_norm=max_grad_norm,
+            predict_batch_size=predict_batch_size,
+        )
         self.class_weight = class_weight
-        self.max_grad_norm = max_grad_norm
-        self.predict_batch_size = predict_batch_size
-
-    # ------------------------------------------------------------------ fit
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to data matrix X and targets y.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data; sparse matrices are densified one batch at a time.
-        y : array-like of shape (n_samples,) or (n_samples, n_labels)
-            Class labels, or a 0/1 indicator matrix for multilabel targets.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Per-sample weights; an integer weight equals repeating the row.
-
-        Returns
-        -------
-        self : TorchMLPClassifier
-            The fitted estimator.
-        """
-        return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(_supports_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
@@ -414,425 +298,29 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """
         _check_partial_fit_params(self)
         if _check_partial_fit_first_call(self, classes):
-            del self.classes_  # set again, from the target encoder, in _fit
+            del self.classes_  # set again, from the target, in _fit
             return self._fit(X, y, sample_weight, incremental=True, classes=classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _fit(self, X, y, sample_weight, incremental, classes=None):
-        # Training needs autograd even when called inside the user's no_grad()
-        # or inference_mode() block (where the module would otherwise not
-        # learn). A with block, not decorators: their frames would come between
-        # the user's call and our warnings.
-        with torch.inference_mode(False), torch.enable_grad():
-            return self._fit_with_grad(X, y, sample_weight, incremental, classes)
-
-    def _fit_with_grad(self, X, y, sample_weight, incremental, classes):
-        first_pass = not hasattr(self, "module_") or not (
-            self.warm_start or incremental
-        )
-        hidden_layer_sizes = self._hidden_layer_sizes()
-        # Before the snapshot, so that a failed fit keeps what sklearn needs to
-        # tear the callbacks down.
-        callback_ctx = self._start_callbacks(incremental)
-        # Snapshot before validation, which already sets fitted attributes
-        # (n_features_in_, classes_, ...): a failed fit must not leave them.
-        state_before = self._snapshot(first_pass)
-        try:
-            X, y = self._validate_fit_data(X, y, first_pass, classes)
-            weights = self._training_weights(X, y, sample_weight)
-            if first_pass:
-                self._initialize(X, hidden_layer_sizes)
-            callbacks = None
-            if callback_ctx is not None:
-                metadata = (
-                    None if sample_weight is None else {"sample_weight": sample_weight}
-                )
-                callback_ctx.call_on_fit_task_begin(
-                    estimator=self, X=X, y=y, metadata=metadata
-                )
-                callbacks = CallbackEpochs(
-                    self, callback_ctx, X, y, metadata, self.module_
-                )
-            self._train(X, y, weights, incremental, callbacks)
-            if callback_ctx is not None:
-                callback_ctx.call_on_fit_task_end(
-                    estimator=self,
-                    X=X,
-                    y=y,
-                    metadata=metadata,
-                    reconstruction_attributes={},
-                )
-        except BaseException:
-            self._restore(state_before)
-            raise
-        return self
-
-    def _epochs_per_call(self, incremental):
-        """Most epochs this fit call runs (lbfgs runs none: it has iterations)."""
-        if self.solver == "lbfgs":
-            return 0
-        return 1 if incremental else self.max_iter
-
-    def _start_callbacks(self, incremental):
-        """The callback context of this fit call, or None without callbacks."""
-        if not getattr(self, "_skl_callbacks", None):
-            return None
-        return self._init_callback_context(
-            max_subtasks=self._epochs_per_call(incremental)
-        )
-
-    def _hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if any(size <= 0 for size in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
-        return sizes
-
-    def _validate_fit_data(self, X, y, first_pass, classes):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            multi_output=True,
-            dtype=(np.float64, np.float32),
-            reset=first_pass,
-        )
-        if sp.issparse(X):
-            X = X.tocsr()
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+    def _validate_targets(self, y, first_pass, classes):
         if first_pass:
-            self._target_encoder = TargetEncoder.from_targets(y, classes)
-            self.classes_ = self._target_encoder.classes
+            self._target = classification_target(y, classes)
+            self.classes_ = self._target.classes
             if classes is not None:
-                self._target_encoder.check_compatible(y, warm_start=False)
+                self._target.check_compatible(y, warm_start=False)
         else:
-            self._target_encoder.check_compatible(y, warm_start=self.warm_start)
-        return X, y
+            self._target.check_compatible(y, warm_start=self.warm_start)
 
     def _training_weights(self, X, y, sample_weight):
         """sample_weight times class_weight, or None when all rows weigh the same."""
-        if sample_weight is None and self.class_weight is None:
-            return None
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if self.class_weight is not None:
-            weights = weights * self._target_encoder.class_weights(
-                self.class_weight, y, weights
-            )
-        return weights
-
-    def _snapshot(self, first_pass):
-        """What to put back if training fails: attributes, and weights if reused."""
-        attributes = dict(vars(self))
-        if first_pass:
-            return attributes, None, None
-        optimizer = getattr(self, "_optimizer", None)
-        # One thread: waking a thread pool costs more than copying a small state,
-        # and partial_fit takes this snapshot on every call.
-        with torch_threads(1):
-            return (
-                attributes,
-                copy.deepcopy(self.module_.state_dict()),
-                None if optimizer is None else copy.deepcopy(optimizer.state_dict()),
-            )
-
-    def _restore(self, snapshot):
-        attributes, module_state, optimizer_state = snapshot
-        vars(self).clear()
-        vars(self).update(attributes)
-        if module_state is not None:
-            self.module_.load_state_dict(module_state)
-        if optimizer_state is not None:
-            self._optimizer.load_state_dict(optimizer_state)
-
-    def _initialize(self, X, hidden_layer_sizes):
-        encoder = self._target_encoder
-        device = resolve_device(self.device)
-        self._seed = _seed_from(self.random_state)
-        self.module_ = build_mlp(
-            X.shape[1],
-            hidden_layer_sizes,
-            encoder.n_outputs,
-            activation=self.activation,
-            dropout=self.dropout,
-            generator=torch.Generator().manual_seed(self._seed),
-            dtype=resolve_dtype(self.dtype, X.dtype, device),
-            device=device,
-        ).eval()
-        self.n_outputs_ = encoder.n_outputs
-        self.out_activation_ = encoder.out_activation
-        self.n_layers_ = len(hidden_layer_sizes) + 2
-        self._history = History()
-        if hasattr(self, "_optimizer"):
-            del self._optimizer
-
-    def _train(self, X, y, weights, incremental, callbacks=None):
-        # Work on a copy of the history so that a failed fit leaves it untouched.
-        history = copy.deepcopy(self._history)
-        seed = self._seed + history.n_iter
-        device = module_device(self.module_)
-        threads = cpu_threads_for(
-            self.module_, self._batch_size(X.shape[0]), backward=True
-        )
-        with seeded_torch_rng(seed, device), torch_threads(threads):
-            if self.solver == "lbfgs":
-                self._train_lbfgs(self._to_training_data(X, y, weights), history)
-            else:
-                self._train_stochastic(
-                    X, y, weights, incremental, history, seed, callbacks
-                )
-
-    def _train_stochastic(
-        self, X, y, weights, incremental, history, seed, callbacks=None
-    ):
-        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
-            warn_at_caller(
-                "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped"
-            )
-        validation = None
-        if self.early_stopping:
-            X, X_val, y, y_val, weights, w_val = self._split_validation(
-                X, y, weights, seed
-            )
-            validation = self._to_training_data(X_val, y_val, w_val)
-        data = self._to_training_data(X, y, weights)
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer()
-        max_epochs = self._epochs_per_call(incremental)
-        trainer = Trainer(
-            self.module_,
-            self._optimizer,
-            self._objective(),
-            max_grad_norm=self.max_grad_norm,
-            schedule=LearningRateSchedule(
-                self._optimizer,
-                self.learning_rate if self.solver == "sgd" else "constant",
-                self.learning_rate_init,
-                self.power_t,
-            ),
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            validate=None if validation is None else self._validator(validation),
-            progress=Progress(
-                [
-                    epoch_display(self.verbose, max_epochs, type(self).__name__),
-                    callbacks,
-                ]
-            ),
-        )
-        epochs_before = history.n_iter
-        stopped_early = trainer.run(
-            data,
-            history,
-            max_epochs=max_epochs,
-            batch_size=self._batch_size(data.n_samples),
-            shuffle=self.shuffle,
-            generator=torch.Generator().manual_seed(seed),
-        )
-        self._check_finite_weights()
-        self._publish_history(history, n_iter=history.n_iter - epochs_before)
-        if not incremental and not stopped_early:
-            self._warn_max_iter_reached()
-
-    def _warn_max_iter_reached(self):
-        warn_at_caller(
-            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-            "and the optimization hasn't converged yet.",
-            ConvergenceWarning,
-        )
-
-    def _train_lbfgs(self, data, history):
-        n_iter, loss, n_evals = fit_lbfgs(
-            self.module_,
-            self._objective(),
-            data,
-            max_iter=self.max_iter,
-            max_fun=self.max_fun,
-            tol=self.tol,
-        )
-        self._check_finite_weights()
-        history.n_iter += n_iter
-        history.t += data.n_samples
-        history.loss = loss
-        self._history = history
-        self.n_iter_, self.t_, self.loss_ = n_iter, history.t, loss
-        if n_iter >= self.max_iter or n_evals >= self.max_fun:
-            limit = "max_iter" if n_iter >= self.max_iter else "max_fun"
-            warn_at_caller(
-                f"lbfgs failed to converge after {n_iter} iteration(s) and "
-                f"{n_evals} loss evaluation(s): reached {limit}. Increase "
-                f"{limit} or scale the data.",
-                ConvergenceWarning,
-            )
-
-    def _split_validation(self, X, y, weights, seed):
-        """Hold out ``validation_fraction`` of the rows (at least 2), stratified
-        as the target encoder says."""
-        n_samples = X.shape[0]
-        n_val = max(math.ceil(self.validation_fraction * n_samples), 2)
-        if n_samples - n_val < 1:
-            raise ValueError(
-                f"The validation set is too small: early_stopping needs at least 3 "
-                f"samples, got n_samples={n_samples}. Increase the size of your "
-                "dataset or set early_stopping=False."
-            )
-        stratify = self._target_encoder.stratification(y, n_samples - n_val, n_val)
-        arrays = (X, y) if weights is None else (X, y, weights)
-        split = train_test_split(
-            *arrays, test_size=n_val, random_state=seed % 2**32, stratify=stratify
-        )
-        return split if weights is not None else (*split, None, None)
-
-    def _module_placement(self):
-        """The device and dtype of the module (read from its first weight)."""
-        first_weight = self.module_[0].weight
-        return first_weight.device, first_weight.dtype
-
-    def _to_training_data(self, X, y, weights):
-        device, dtype = self._module_placement()
-        _check_range(X, dtype, "X")
-        _check_range(weights, dtype, "sample_weight")
-        if not sp.issparse(X):
-            X = _as_tensor(X, dtype, device)
-        return TrainingData(
-            X=X,
-            y=self._target_encoder.encode(y, dtype).to(device),
-            sample_weight=None
-            if weights is None
-            else _as_tensor(weights, dtype, device),
-            device=device,
-            dtype=dtype,
-        )
-
-    def _make_optimizer(self):
-        params = self.module_.parameters()
-        lr = self.learning_rate_init
-        fused = module_device(self.module_).type in {"cpu", "cuda"}
-        if self.solver == "sgd":
-            return torch.optim.SGD(
-                params,
-                lr=lr,
-                momentum=self.momentum,
-                nesterov=self.nesterovs_momentum and self.momentum > 0,
-            )
-        betas = (self.beta_1, self.beta_2)
-        if self.solver == "adamw":
-            decay = [{"params": self._penalized_weights(), "weight_decay": self.alpha}]
-            biases = [layer.bias for layer in linear_layers(self.module_)]
-            return torch.optim.AdamW(
-                [*decay, {"params": biases, "weight_decay": 0.0}],
-                lr=lr,
-                betas=betas,
-                eps=self.epsilon,
-                fused=fused,
-            )
-        return torch.optim.Adam(
-            params, lr=lr, betas=betas, eps=self.epsilon, fused=fused
-        )
-
-    def _penalized_weights(self):
-        return [layer.weight for layer in linear_layers(self.module_)]
-
-    def _objective(self):
-        # AdamW applies alpha as decoupled weight decay instead of an L2 term.
-        alpha = 0.0 if self.solver == "adamw" else self.alpha
-        return Objective(
-            self._target_encoder.loss_function(), self._penalized_weights(), alpha
-        )
-
-    def _validator(self, validation):
-        """Validation (loss, accuracy) of the current module, for early stopping."""
-        per_sample_loss = self._objective().per_sample
-        encoder = self._target_encoder
-
-        def validate():
-            with torch.inference_mode():
-                self.module_.eval()
-                logits = torch.cat(
-                    [
-                        self.module_(X)
-                        for X, _, _ in validation.epoch_batches(
-                            self.predict_batch_size, permutation=None
-                        )
-                    ]
-                )
-                self.module_.train()
-                losses = per_sample_loss(logits, validation.y)
-                correct = encoder.correct(logits, validation.y)
-                w = validation.sample_weight
-                if w is None:
-                    return losses.mean().item(), correct.double().mean().item()
-                return (
-                    ((losses * w).sum() / w.sum()).item(),
-                    ((correct * w).sum() / w.sum()).item(),
-                )
-
-        return validate
-
-    def _batch_size(self, n_samples):
-        if self.solver == "lbfgs":
-            return n_samples
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        return min(self.batch_size, n_samples)
-
-    def _check_finite_weights(self):
-        if not all(torch.isfinite(p).all() for p in self.module_.parameters()):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may "
-                "contain large values and need to be preprocessed; or lower "
-                "learning_rate_init."
-            )
-
-    def _publish_history(self, history, n_iter):
-        """Set the fitted attributes from ``history``, after ``n_iter`` epochs
-        of this call (``n_iter_`` counts one call, like MLPClassifier's)."""
-        self._history = history
-        self.n_iter_ = n_iter
-        self.t_ = history.t
-        self.loss_ = history.loss
-        self.loss_curve_ = list(history.loss_curve)
-        self._no_improvement_count = history.no_improvement_count
-        if self.early_stopping:
-            self.validation_scores_ = list(history.validation_scores)
-            self.validation_loss_curve_ = list(history.validation_losses)
-            self.best_validation_score_ = history.best_validation_score
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = None
-            self.validation_loss_curve_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = history.best_loss
+        weights = super()._training_weights(X, y, sample_weight)
+        if self.class_weight is None:
+            return weights
+        if weights is None:
+            weights = np.ones(X.shape[0])
+        return weights * self._target.class_weights(self.class_weight, y, weights)
 
     # -------------------------------------------------------------- predict
-
-    def _logits(self, X):
-        """float64 logits of shape (n_samples, n_outputs_), computed batch-wise."""
-        X = validate_data(
-            self,
-            X,
-            accept_sparse=["csr", "csc"],
-            dtype=(np.float64, np.float32),
-            reset=False,
-        )
-        if sp.issparse(X):
-            X = X.tocsr()
-        device, dtype = self._module_placement()
-        _check_range(X, dtype, "X")
-        logits = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
-        step = self.predict_batch_size
-        threads = cpu_threads_for(self.module_, min(step, X.shape[0]), backward=False)
-        with torch.inference_mode(), torch_threads(threads):
-            for start in range(0, X.shape[0], step):
-                rows = X[start : start + step]
-                if sp.issparse(rows):
-                    batch = dense_rows(rows, dtype, device)
-                else:
-                    batch = _as_tensor(rows, dtype, device)
-                logits[start : start + step] = self.module_(batch).cpu().numpy()
-        return logits
 
     def decision_function(self, X):
         """Logits of the network.
@@ -849,7 +337,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             ``classes_[1]``), one per class or label otherwise.
         """
         check_is_fitted(self)
-        return self._target_encoder.decision(self._logits(X))
+        return self._target.decision(self._raw_outputs(X))
 
     def predict(self, X):
         """Predict class labels.
@@ -865,7 +353,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             Labels from ``classes_``, or a 0/1 matrix for multilabel targets.
         """
         check_is_fitted(self)
-        return self._target_encoder.decode(self._logits(X))
+        return self._target.predict(self._raw_outputs(X))
 
     def predict_proba(self, X):
         """Probability estimates.
@@ -882,7 +370,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             for multilabel targets, where each column is one label's probability.
         """
         check_is_fitted(self)
-        return self._target_encoder.proba(self._logits(X))
+        return self._target.proba(self._raw_outputs(X))
 
     def predict_log_proba(self, X):
         """Logarithm of the probability estimates.
@@ -902,90 +390,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
 
-    # --------------------------------------------------- derived attributes
-
-    @property
-    def coefs_(self):
-        """Weight matrices of shape (fan_in, fan_out), as numpy copies."""
-        return [
-            layer.weight.detach().cpu().numpy().T.copy()
-            for layer in linear_layers(self.module_)
-        ]
-
-    @property
-    def intercepts_(self):
-        """Bias vectors of the layers, as numpy copies."""
-        return [
-            layer.bias.detach().cpu().numpy().copy()
-            for layer in linear_layers(self.module_)
-        ]
-
-    # ------------------------------------------------------------ pickling
-
-    def __getstate__(self):
-        # Tensors are pickled on the CPU so that a GPU-trained model loads
-        # anywhere; the optimizer travels as its state_dict and is rebuilt.
-        # object.__getstate__ returns the live __dict__ itself: copy it, or the
-        # replacements below would corrupt the estimator being pickled.
-        state = dict(super().__getstate__())
-        if "module_" in state:
-            state["module_"] = module_on_cpu(state["module_"])
-        if "_optimizer" in state:
-            state["_optimizer"] = tensors_to_cpu(state["_optimizer"].state_dict())
-        return state
-
-    def __setstate__(self, state):
-        optimizer_state = state.pop("_optimizer", None)
-        super().__setstate__(state)
-        if "module_" not in state:
-            return
-        self._move_to_available_device()
-        if optimizer_state is not None:
-            self._optimizer = self._make_optimizer()
-            self._optimizer.load_state_dict(optimizer_state)
-
-    def _move_to_available_device(self):
-        """After unpickling, go to ``device`` if available, else stay on the CPU."""
-        try:
-            device = resolve_device(self.device)
-        except ValueError as exc:
-            warn_at_caller(f"{exc} The loaded model stays on the CPU.")
-            return
-        self.module_.to(device)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = True
         return tags
-
-
-def _seed_from(random_state):
-    """An int seed from ``random_state``, drawing from no global generator."""
-    if random_state is None:
-        return int(np.random.default_rng().integers(2**31 - 1))
-    if isinstance(random_state, Integral):
-        return int(random_state)
-    return int(random_state.randint(np.iinfo(np.int32).max))
-
-
-def _check_range(array, dtype, name):
-    """Raise if float64 values would overflow to inf in a float32 network."""
-    if array is None or dtype != torch.float32:
-        return
-    values = array.data if sp.issparse(array) else array
-    if values.dtype != np.float64 or not values.size:
-        return
-    largest = max(values.max(), -values.min())
-    if largest > np.finfo(np.float32).max:
-        raise ValueError(
-            f"{name} has values up to {largest:.9g} in magnitude, beyond the range "
-            "of float32, the precision of this network. Scale the data (e.g. "
-            "with StandardScaler) or use dtype='float64' on the CPU."
-        )
-
-
-def _as_tensor(array, dtype, device):
-    # np.require copies read-only arrays, which torch.from_numpy would warn about.
-    array = np.require(array, requirements=["W"])
-    return torch.from_numpy(array).to(device=device, dtype=dtype)

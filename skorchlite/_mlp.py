@@ -1,21 +1,81 @@
-"""Build the ``torch.nn.Sequential`` network from MLPClassifier-style parameters."""
+"""The activation registry, and the network built from MLP parameters."""
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+
+def _identity_derivative(delta, activation):
+    return delta
+
+
+def _relu_derivative(delta, activation):
+    # The kernel autograd uses for ReLU: ~10x faster here than multiplying by
+    # the boolean mask ``activation > 0``.
+    return torch.ops.aten.threshold_backward(delta, activation, 0)
+
+
+def _tanh_derivative(delta, activation):
+    return delta.mul_(1 - activation.square())
+
+
+def _logistic_derivative(delta, activation):
+    return delta.mul_(activation * (1 - activation))
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One hidden activation: its module, initialization and derivative.
+
+    Attributes
+    ----------
+    name : str
+        The ``activation`` parameter's value.
+    module : type
+        The ``torch.nn`` module class.
+    init_factor : float
+        Glorot's factor of the initial weights' range (MLPClassifier: 2 for
+        the logistic, 6 otherwise).
+    function, derivative : callable or None
+        The closed form, for :mod:`skorchlite._backprop` and the batched
+        search: ``function`` applied in place to the fresh pre-activation,
+        ``derivative(delta, activation)`` written with its output (in place
+        where cheaper). None where autograd computes the gradient.
+    """
+
+    name: str
+    module: type
+    init_factor: float = 6.0
+    function: object = None
+    derivative: object = None
+
+    @property
+    def closed_form(self):
+        return self.derivative is not None
+
+
 ACTIVATIONS = {
-    "identity": nn.Identity,
-    "logistic": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
+    activation.name: activation
+    for activation in (
+        Activation("identity", nn.Identity, 6.0, lambda x: x, _identity_derivative),
+        Activation("logistic", nn.Sigmoid, 2.0, torch.sigmoid_, _logistic_derivative),
+        Activation("tanh", nn.Tanh, 6.0, torch.tanh_, _tanh_derivative),
+        Activation("relu", nn.ReLU, 6.0, torch.relu_, _relu_derivative),
+        Activation("gelu", nn.GELU),
+        Activation("silu", nn.SiLU),
+        Activation("leaky_relu", nn.LeakyReLU),
+        Activation("elu", nn.ELU),
+    )
 }
+_BY_MODULE = {activation.module: activation for activation in ACTIVATIONS.values()}
+
+
+def activation_of(layer):
+    """The :class:`Activation` of a module, or None if it is not one of ours."""
+    return _BY_MODULE.get(type(layer))
 
 
 def build_mlp(
@@ -46,7 +106,7 @@ def build_mlp(
     n_outputs : int
         Number of logits.
     activation : str
-        A key of ``ACTIVATIONS``.
+        A name in ``ACTIVATIONS``.
     dropout : float
         Dropout probability after each hidden activation; 0 adds no layer.
     generator : torch.Generator
@@ -72,7 +132,8 @@ def build_mlp(
     )
     """
     widths = [n_features, *hidden_layer_sizes, n_outputs]
-    factor = 2.0 if activation == "logistic" else 6.0
+    activation = ACTIVATIONS[activation]
+    factor = activation.init_factor
     layers = []
     for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         # Drawn in float64 whatever ``dtype`` (like MLPClassifier, which casts
@@ -87,12 +148,13 @@ def build_mlp(
             nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
         layers.append(linear)
         if index < len(widths) - 2:
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(activation.module())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers).to(device=device, dtype=dtype)
 
 
 def linear_layers(module):
-    """The ``nn.Linear`` layers of ``module``, input to output."""
-    return [layer for layer in module if isinstance(layer, nn.Linear)]
+    """The ``nn.Linear`` layers of ``module``, input to output (in the order
+    they were registered, for modules other than ``nn.Sequential``)."""
+    return [layer for layer in module.modules() if isinstance(layer, nn.Linear)]

@@ -22,27 +22,21 @@ _EXTRA_HINT = "Install the optional dependencies with: pip install skorchlite[on
 _MIN_TORCH = "2.6"
 
 
-class _Probabilities(nn.Module):
-    """The fitted network followed by the estimator's link and decoding."""
+class _Exported(nn.Module):
+    """The fitted network followed by its target's link and decoding."""
 
-    def __init__(self, module, target_type):
+    def __init__(self, module, target):
         super().__init__()
         self.module = module
-        self.target_type = target_type
+        self.target = target
 
     def forward(self, X):
-        logits = self.module(X)
-        if self.target_type == "multiclass":
-            return logits.argmax(dim=1), torch.softmax(logits, dim=1)
-        if self.target_type == "binary":
-            # sigmoid(-z) rather than 1 - sigmoid(z), like predict_proba.
-            proba = torch.cat([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1)
-            return (logits[:, 0] > 0).to(torch.int64), proba
-        return (logits > 0).to(torch.int64), torch.sigmoid(logits)
+        return self.target.export(self.module(X))
 
 
 def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
-    """Write a fitted :class:`TorchMLPClassifier` as an ONNX model.
+    """Write a fitted :class:`TorchMLPClassifier` or :class:`TorchMLPRegressor`
+    as an ONNX model.
 
     The model runs in onnxruntime (or any ONNX runtime) without Python or
     torch. It computes in float32, whatever precision the estimator trained in:
@@ -51,8 +45,8 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier
-        A fitted estimator (binary, multiclass or multilabel).
+    estimator : TorchMLPClassifier or TorchMLPRegressor
+        A fitted estimator (binary, multiclass, multilabel or regression).
     path : str or os.PathLike, default=None
         Where to write the ``.onnx`` file; None only returns the model.
     input_name : str, default="X"
@@ -69,7 +63,8 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
         ``label``, of shape (batch,) holding values of ``classes_`` (for
         multilabel targets, an int64 0/1 matrix of shape (batch, n_labels)),
         and ``probabilities``, float32 of shape (batch, n_classes) like
-        ``predict_proba``.
+        ``predict_proba``; a regressor's one output is ``predictions``, float32
+        of the shape of ``predict``'s.
 
     Raises
     ------
@@ -93,15 +88,15 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     >>> bool(np.allclose(proba, clf.predict_proba(X[:5]), atol=1e-5))
     True
     """
-    from ._classifier import TorchMLPClassifier
+    from ._base import BaseTorchMLP
 
-    if not isinstance(estimator, TorchMLPClassifier):
+    if not isinstance(estimator, BaseTorchMLP):
         raise TypeError(
-            "export_onnx expects a fitted TorchMLPClassifier, got "
-            f"{type(estimator).__name__}."
+            "export_onnx expects a fitted TorchMLPClassifier or TorchMLPRegressor, "
+            f"got {type(estimator).__name__}."
         )
     check_is_fitted(estimator)
-    if estimator._target_encoder.single_class:
+    if getattr(estimator._target, "single_class", False):
         raise ValueError(
             "This classifier was fitted on a single class "
             f"({estimator.classes_[0]!r}), which it always predicts; there is no "
@@ -114,27 +109,27 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
             f"export_onnx needs torch>={_MIN_TORCH} for its torch.export-based "
             f"ONNX exporter; torch {torch.__version__} is installed."
         )
-    encoder = estimator._target_encoder
+    target = estimator._target
     module = copy.deepcopy(estimator.module_).to("cpu", torch.float32).eval()
-    wrapper = _Probabilities(module, encoder.target_type).eval()
+    wrapper = _Exported(module, target).eval()
     example = torch.zeros(2, estimator.n_features_in_, dtype=torch.float32)
     with _quiet_exporter():
         program = torch.onnx.export(
             wrapper,
             (example,),
             input_names=[input_name],
-            output_names=["label", "probabilities"],
+            output_names=list(target.export_names),
             dynamic_shapes={"X": {0: torch.export.Dim("batch")}},
             opset_version=opset_version,
             dynamo=True,
             verbose=False,
         )
     model = program.model_proto
-    if encoder.target_type != "multilabel-indicator":
-        _gather_class_labels(model, encoder.classes, onnx)
+    if target.export_labels is not None:
+        _gather_class_labels(model, target.export_labels, onnx)
     model.producer_name = "skorchlite"
     model.doc_string = (
-        f"{type(estimator).__name__} ({encoder.target_type}) exported by skorchlite."
+        f"{type(estimator).__name__} ({target.name}) exported by skorchlite."
     )
     onnx.checker.check_model(model)
     if path is not None:

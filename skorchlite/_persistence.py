@@ -32,14 +32,19 @@ from numbers import Integral, Real
 import numpy as np
 import safetensors.torch
 import torch
+from sklearn.base import is_regressor
 from torch import nn
 
 from ._classifier import TorchMLPClassifier
 from ._mlp import ACTIVATIONS, linear_layers
-from ._targets import SUPPORTED_TARGETS, TargetEncoder
+from ._regressor import TorchMLPRegressor
+from ._targets import TARGETS, ContinuousTarget
 from ._training import History
 
-FORMAT = "skorchlite.TorchMLPClassifier"
+#: The estimators a file may hold, by the format name it declares.
+FORMATS = {
+    f"skorchlite.{cls.__name__}": cls for cls in (TorchMLPClassifier, TorchMLPRegressor)
+}
 FORMAT_VERSION = 1
 MANIFEST = "skorchlite.json"
 WEIGHTS = "weights.safetensors"
@@ -47,7 +52,7 @@ WEIGHTS = "weights.safetensors"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ARRAY_KINDS = frozenset("biufUO")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
+_ACTIVATION_NAMES = {spec.module: name for name, spec in ACTIVATIONS.items()}
 _TAGS = frozenset(
     {"float", "tuple", "dict", "numpy", "ndarray", "torch.device", "RandomState"}
 )
@@ -99,14 +104,15 @@ def save(estimator, path):
     >>> bool((clone.predict_proba(X) == clf.predict_proba(X)).all())
     True
     """
-    if type(estimator) is not TorchMLPClassifier:
+    if type(estimator) not in FORMATS.values():
         raise TypeError(
-            "save() stores TorchMLPClassifier instances only, got "
+            "save() stores TorchMLPClassifier and TorchMLPRegressor instances "
+            "only, got "
             f"{type(estimator).__qualname__}. A subclass may change behaviour "
             "that a data-only file cannot carry; use pickle or joblib for it."
         )
     manifest = {
-        "format": FORMAT,
+        "format": f"skorchlite.{type(estimator).__name__}",
         "format_version": FORMAT_VERSION,
         "torch_version": torch.__version__,
         "params": {
@@ -203,7 +209,7 @@ def _fitted_state(estimator):
     fitted = {
         "module": _layout(module),
         "dtype": str(dtype).removeprefix("torch."),
-        "target_type": estimator._target_encoder.target_type,
+        "target_type": estimator._target.name,
         "seed": estimator._seed,
         "history": {
             field.name: _encode(getattr(estimator._history, field.name), "history")
@@ -362,8 +368,8 @@ def _reject_constant(constant):
 
 
 def _check_header(manifest):
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _FormatError(f"{MANIFEST} does not declare the format {FORMAT!r}.")
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
+        raise _FormatError(f"{MANIFEST} does not declare one of {sorted(FORMATS)}.")
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _FormatError(f"invalid format_version {version!r}.")
@@ -380,11 +386,12 @@ def _check_header(manifest):
 
 
 def _build(manifest, weights):
+    estimator_class = FORMATS[manifest["format"]]
     params = {name: _decode(value) for name, value in manifest["params"].items()}
-    unknown = set(params) - set(TorchMLPClassifier().get_params())
+    unknown = set(params) - set(estimator_class().get_params())
     if unknown:
         raise _FormatError(f"unknown parameters {sorted(unknown)}.")
-    estimator = TorchMLPClassifier(**params)
+    estimator = estimator_class(**params)
     try:
         estimator._validate_params()
     except ValueError as exc:
@@ -418,19 +425,22 @@ def _restore_fitted(estimator, fitted, tensors):
     }
     module = _rebuild_module(fitted["module"], module_tensors, dtype)
     target_type = fitted["target_type"]
-    if target_type not in SUPPORTED_TARGETS:
+    expected = TARGETS["continuous"] if is_regressor(estimator) else None
+    if target_type not in TARGETS or (
+        (expected is not None) != (TARGETS[target_type] is expected)
+    ):
         raise _FormatError(f"unsupported target type {target_type!r}.")
     attributes = {name: _decode(value) for name, value in fitted["attributes"].items()}
     for name in attributes:
-        if not _is_public_fitted(name) or hasattr(TorchMLPClassifier, name):
+        if not _is_public_fitted(name) or hasattr(type(estimator), name):
             raise _FormatError(f"{name!r} is not a fitted attribute.")
-    _check_attributes(attributes, target_type, module)
+    target = _check_attributes(estimator, attributes, target_type, module)
     seed = fitted["seed"]
     if not isinstance(seed, Integral) or isinstance(seed, bool):
         raise _FormatError(f"invalid seed {seed!r}.")
     vars(estimator).update(attributes)
     estimator.module_ = module
-    estimator._target_encoder = TargetEncoder(attributes["classes_"], target_type)
+    estimator._target = target
     estimator._seed = seed
     estimator._history = _decode_history(fitted["history"])
     estimator._no_improvement_count = estimator._history.no_improvement_count
@@ -458,7 +468,7 @@ def _rebuild_module(layout, tensors, dtype):
             expected[f"{index}.weight"] = (n_out, n_in)
             expected[f"{index}.bias"] = (n_out,)
         elif kind == "activation" and spec["name"] in ACTIVATIONS:
-            layers.append(ACTIVATIONS[spec["name"]]())
+            layers.append(ACTIVATIONS[spec["name"]].module())
         elif kind == "dropout" and isinstance(spec["p"], Real) and 0 <= spec["p"] < 1:
             layers.append(nn.Dropout(spec["p"]))
         else:
@@ -488,33 +498,37 @@ def _rebuild_module(layout, tensors, dtype):
     return module.eval()
 
 
-def _check_attributes(attributes, target_type, module):
-    """The attributes predict relies on, consistent with the network."""
-    required = ("classes_", "n_features_in_", "n_outputs_", "out_activation_")
+def _check_attributes(estimator, attributes, target_type, module):
+    """The attributes predict relies on, consistent with the network; returns
+    the target they describe."""
+    required = ["n_features_in_", "n_outputs_", "out_activation_"]
+    if target_type != "continuous":
+        required.append("classes_")
     missing = [name for name in required if name not in attributes]
     if missing:
         raise _FormatError(f"missing fitted attributes {missing}.")
-    classes = attributes["classes_"]
     linears = linear_layers(module)
     n_outputs = attributes["n_outputs_"]
     n_features = attributes["n_features_in_"]
-    if not isinstance(classes, np.ndarray) or classes.ndim != 1:
-        raise _FormatError("classes_ must be a 1-d array.")
-    expected_outputs = 1 if target_type == "binary" else len(classes)
-    n_classes_valid = {
-        "binary": len(classes) in (1, 2),  # one class: always predicted
-        "multiclass": len(classes) > 2,
-        "multilabel-indicator": len(classes) >= 2,
-    }[target_type]
-    if (
-        not n_classes_valid
-        or n_outputs != expected_outputs
-        or linears[-1].out_features != n_outputs
-    ):
+    if target_type == "continuous":
+        if not isinstance(n_outputs, Integral) or n_outputs < 1:
+            raise _FormatError(f"invalid n_outputs_={n_outputs!r}.")
+        target = ContinuousTarget(int(n_outputs), estimator.loss)
+        described = f"a regression of {n_outputs} output(s)"
+    else:
+        classes = attributes["classes_"]
+        if not isinstance(classes, np.ndarray) or classes.ndim != 1:
+            raise _FormatError("classes_ must be a 1-d array.")
+        target = TARGETS[target_type](classes)
+        if not target.check_classes():
+            raise _FormatError(
+                f"{len(classes)} classes do not make a {target_type} target."
+            )
+        described = f"{len(classes)} classes of a {target_type} target"
+    if n_outputs != target.n_outputs or linears[-1].out_features != n_outputs:
         raise _FormatError(
-            f"{len(classes)} classes of a {target_type} target do not match "
-            f"n_outputs_={n_outputs!r} and the network's "
-            f"{linears[-1].out_features} outputs."
+            f"{described} do not match n_outputs_={n_outputs!r} and the "
+            f"network's {linears[-1].out_features} outputs."
         )
     if n_features != linears[0].in_features:
         raise _FormatError(
@@ -526,9 +540,9 @@ def _check_attributes(attributes, target_type, module):
         not isinstance(names, np.ndarray) or names.shape != (n_features,)
     ):
         raise _FormatError("feature_names_in_ does not match n_features_in_.")
-    expected_activation = "softmax" if target_type == "multiclass" else "logistic"
-    if attributes["out_activation_"] != expected_activation:
-        raise _FormatError(f"out_activation_ must be {expected_activation!r}.")
+    if attributes["out_activation_"] != target.out_activation:
+        raise _FormatError(f"out_activation_ must be {target.out_activation!r}.")
+    return target
 
 
 def _decode_history(fields):

@@ -1,13 +1,19 @@
-"""The target policy: label type -> network outputs, loss, probabilities, labels.
+"""The target registry: what each kind of ``y`` means for the network.
 
-================  =======  ==========================  ======================
-target            outputs  loss                        probabilities
-================  =======  ==========================  ======================
-binary            1        BCEWithLogitsLoss           ``[1 - p, p]``
-one class         1        BCEWithLogitsLoss (y = 0)   ``[1]``
-multiclass (K>2)  K        CrossEntropyLoss            softmax
-multilabel (K)    K        BCEWithLogitsLoss per label sigmoid per label
-================  =======  ==========================  ======================
+================  =======  ===========================  ======================
+target            outputs  loss (per row)               predictions
+================  =======  ===========================  ======================
+binary            1        BCEWithLogitsLoss            ``[1 - p, p]``
+one class         1        BCEWithLogitsLoss (y = 0)    ``[1]``
+multiclass (K>2)  K        CrossEntropyLoss             softmax
+multilabel (K)    K        BCEWithLogitsLoss per label  sigmoid per label
+continuous (K)    K        half squared error           identity
+continuous (K)    K        half Poisson deviance        exp
+================  =======  ===========================  ======================
+
+Each entry knows its outputs, loss and closed-form output gradient, encoding
+and decoding, validation score, early-stopping stratification and output head;
+the estimators, the training loops, persistence and export ask it.
 """
 
 from numbers import Number
@@ -24,95 +30,125 @@ from sklearn.utils.multiclass import (
 )
 from torch import nn
 
-SUPPORTED_TARGETS = ("binary", "multiclass", "multilabel-indicator")
 
+class Target:
+    """One kind of ``y``. Subclasses fill in the methods.
 
-class TargetEncoder:
-    """Map user labels to network targets and network logits back to labels.
-
-    Parameters
-    ----------
-    classes : ndarray
-        The sorted class labels (for multilabel targets, ``arange(n_labels)``).
-    target_type : {"binary", "multiclass", "multilabel-indicator"}
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> encoder = TargetEncoder.from_targets(np.array(["no", "yes", "no"]))
-    >>> encoder.target_type, encoder.n_outputs, encoder.out_activation
-    ('binary', 1, 'logistic')
-    >>> encoder.decode(np.array([[-2.0], [3.0]]))
-    array(['no', 'yes'], dtype='<U3')
+    Outputs are the network's raw outputs (logits, or the linear predictor of
+    a regression), with the outputs along the last dimension and any number of
+    leading dimensions (the batched search stacks models in front).
     """
 
-    def __init__(self, classes, target_type):
-        self.classes = classes
-        self.target_type = target_type
-
-    @classmethod
-    def from_targets(cls, y, classes=None):
-        """Infer the target type from ``y`` (and ``classes`` in partial_fit)."""
-        target_type = check_target_type(y)
-        if target_type == "multilabel-indicator":
-            labels = np.arange(y.shape[1])
-            if classes is not None and (
-                len(classes) != len(labels) or set(classes) != set(labels.tolist())
-            ):
-                raise ValueError(
-                    f"y is a multilabel indicator matrix of {len(labels)} labels, so "
-                    f"classes must be their column indices {labels.tolist()}; got "
-                    f"{list(classes)!r}."
-                )
-            return cls(labels, target_type)
-        classes = unique_labels(y) if classes is None else unique_labels(classes)
-        # One class trains as a binary target whose rows are all negative, as
-        # MLPClassifier's LabelBinarizer encodes it; it always predicts that class.
-        target_type = "multiclass" if len(classes) > 2 else "binary"
-        return cls(classes, target_type)
+    name = None
+    out_activation = None
+    classes = None
+    #: Encoded targets are class indices (one number per row), not a matrix.
+    index_coded = False
 
     @property
     def n_outputs(self):
-        return 1 if self.target_type == "binary" else len(self.classes)
+        raise NotImplementedError
+
+    def loss_function(self):
+        """The per-row loss, a torch module ``(outputs, y) -> losses``."""
+        raise NotImplementedError
+
+    def losses_and_delta(self, outputs, y):
+        """Per-row losses and their gradient with respect to ``outputs``."""
+        raise NotImplementedError
+
+    def encode(self, y, dtype):
+        """``y`` as a tensor the loss accepts."""
+        raise NotImplementedError
+
+    def head(self, outputs):
+        """Torch: the predictions of ``outputs`` (probabilities, or values)."""
+        raise NotImplementedError
+
+    def validation_score(self, outputs, y, w):
+        """Score of encoded ``y`` (higher is better), weighted by ``w`` or None;
+        one per leading index of ``outputs``."""
+        raise NotImplementedError
+
+    def stratification(self, y, n_train, n_val):
+        """The labels the early-stopping split stratifies on, or None."""
+        return None
+
+    #: The outputs of an exported (ONNX) model, and :meth:`export` computes them.
+    export_names = ()
+    #: Labels an exported model's first output indexes, or None.
+    export_labels = None
+
+    def export(self, outputs):
+        """Torch: the exported model's outputs (a tuple) from ``outputs``."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------- classification
+
+
+class _Classification(Target):
+    """Labels ``classes``; scored by (weighted) accuracy."""
+
+    out_activation = "logistic"
+
+    def __init__(self, classes):
+        self.classes = classes
 
     @property
-    def out_activation(self):
-        return "softmax" if self.target_type == "multiclass" else "logistic"
+    def single_class(self):
+        """Whether y had one class only (always predicted, with probability 1)."""
+        return len(self.classes) == 1
 
-    def check_compatible(self, y, warm_start):
-        """Raise if ``y`` brings labels this (already fitted) encoder does not know."""
-        check_label_types(y)
-        if self.target_type == "multilabel-indicator":
-            if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(
-                self.classes
-            ):
-                raise ValueError(
-                    f"y must be a multilabel indicator matrix with {len(self.classes)} "
-                    "columns, like the y of the previous call."
-                )
-            return
-        classes = unique_labels(y)
-        if warm_start and set(classes) != set(self.classes):
-            raise ValueError(
-                "warm_start can only be used where `y` has the same classes as in "
-                f"the previous call to fit. Previously got {self.classes}, `y` has "
-                f"{classes}"
-            )
-        if len(np.setdiff1d(classes, self.classes, assume_unique=True)):
-            raise ValueError(
-                f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                f"{self.classes}. 'y' has {classes}."
-            )
+    def loss_function(self):
+        return _SummedOverOutputs(nn.BCEWithLogitsLoss(reduction="none"))
+
+    def losses_and_delta(self, outputs, y):
+        losses = nn.functional.binary_cross_entropy_with_logits(
+            outputs, y, reduction="none"
+        )
+        return losses.sum(dim=-1), torch.sigmoid(outputs).sub_(y)
+
+    def head(self, outputs):
+        return torch.sigmoid(outputs)
+
+    export_names = ("label", "probabilities")
+
+    @property
+    def export_labels(self):
+        return self.classes
+
+    def export(self, outputs):
+        return self.label_indices(outputs), self.head(outputs)
+
+    def label_indices(self, outputs):
+        """Torch: the index in ``classes`` of each row's prediction."""
+        return (outputs[:, 0] > 0).to(torch.int64)
+
+    def correct(self, outputs, y):
+        """Whether each prediction is right (every label of it, if multilabel)."""
+        return ((outputs > 0) == (y > 0.5)).all(dim=-1)
+
+    def validation_score(self, outputs, y, w):
+        correct = self.correct(outputs, y)
+        if w is None:
+            return correct.to(outputs.dtype).mean(dim=-1)
+        return (correct * w).sum(dim=-1) / w.sum(dim=-1)
+
+    def encode(self, y, dtype):
+        indices = np.searchsorted(self.classes, y)
+        return torch.as_tensor(indices, dtype=dtype).reshape(-1, 1)
+
+    def decision(self, outputs):
+        """Decision values: (n,) for binary, (n, K) otherwise."""
+        return outputs
 
     def class_weights(self, class_weight, y, sample_weight):
         """Per-sample weight of each row's class, for ``class_weight``.
 
         "balanced" counts the classes with ``sample_weight``, so that integer
-        weights and repeated rows give the same class weights. Multilabel
-        targets use :func:`sklearn.utils.compute_sample_weight`.
+        weights and repeated rows give the same class weights.
         """
-        if self.target_type == "multilabel-indicator":
-            return compute_sample_weight(class_weight, y)
         if isinstance(class_weight, dict):
             unknown = set(class_weight) - set(self.classes.tolist())
             if unknown:
@@ -129,87 +165,303 @@ class TargetEncoder:
         per_class[~np.isfinite(per_class)] = 0.0
         return per_class[np.searchsorted(self.classes, y)]
 
-    def stratification(self, y, n_train, n_val):
-        """The labels that the early-stopping split stratifies on, or None.
+    def check_compatible(self, y, warm_start):
+        """Raise if ``y`` brings labels this (already fitted) target does not know."""
+        check_label_types(y)
+        classes = unique_labels(y)
+        if warm_start and set(classes) != set(self.classes):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in "
+                f"the previous call to fit. Previously got {self.classes}, `y` has "
+                f"{classes}"
+            )
+        if len(np.setdiff1d(classes, self.classes, assume_unique=True)):
+            raise ValueError(
+                f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                f"{self.classes}. 'y' has {classes}."
+            )
 
-        Binary targets stratify on the column ``y == classes[-1]``, as
-        MLPClassifier does on its binarized labels: a class too small to split
-        raises its error, word for word.
-        Multiclass targets (which MLPClassifier does not stratify) are
-        stratified when every class fits on both sides; multilabel ones never.
-        """
-        if self.target_type == "binary":
-            return (np.asarray(y) == self.classes[-1]).reshape(-1, 1)
-        if self.target_type == "multiclass":
-            counts = np.unique(y, return_counts=True)[1]
-            if counts.min() >= 2 and min(n_train, n_val) >= len(counts):
-                return y
+
+class BinaryTarget(_Classification):
+    """Two labels (or one), one logit: positive means ``classes[1]``."""
+
+    name = "binary"
+
+    @property
+    def n_outputs(self):
+        return 1
+
+    def check_classes(self):
+        return len(self.classes) in (1, 2)  # one class: always predicted
+
+    def stratification(self, y, n_train, n_val):
+        # The column y == classes[-1], as MLPClassifier stratifies its
+        # binarized labels: a class too small to split raises its error, word
+        # for word.
+        return (np.asarray(y) == self.classes[-1]).reshape(-1, 1)
+
+    def correct(self, outputs, y):
+        if self.single_class:
+            return torch.ones_like(y[..., 0], dtype=torch.bool)
+        return super().correct(outputs, y)
+
+    def predict(self, outputs):
+        if self.single_class:
+            return np.repeat(self.classes, len(outputs))
+        return self.classes[(outputs[:, 0] > 0).astype(np.intp)]
+
+    def proba(self, outputs):
+        if self.single_class:
+            return np.ones((len(outputs), 1))
+        # expit(-z) rather than 1 - expit(z) keeps small probabilities exact.
+        z = outputs[:, 0]
+        return np.column_stack([expit(-z), expit(z)])
+
+    def head(self, outputs):
+        # sigmoid(-z) rather than 1 - sigmoid(z), like proba.
+        return torch.cat([torch.sigmoid(-outputs), torch.sigmoid(outputs)], dim=-1)
+
+    def decision(self, outputs):
+        return outputs[:, 0]
+
+
+class MulticlassTarget(_Classification):
+    """K > 2 labels, K logits, softmax."""
+
+    name = "multiclass"
+    out_activation = "softmax"
+    index_coded = True
+
+    @property
+    def n_outputs(self):
+        return len(self.classes)
+
+    def check_classes(self):
+        return len(self.classes) > 2
+
+    def stratification(self, y, n_train, n_val):
+        # MLPClassifier does not stratify multiclass targets; we do where every
+        # class fits on both sides of the split.
+        counts = np.unique(y, return_counts=True)[1]
+        if counts.min() >= 2 and min(n_train, n_val) >= len(counts):
+            return y
         return None
 
     def loss_function(self):
-        """The torch loss, unreduced, for this target type."""
-        if self.target_type == "multiclass":
-            return nn.CrossEntropyLoss(reduction="none")
-        return nn.BCEWithLogitsLoss(reduction="none")
+        return nn.CrossEntropyLoss(reduction="none")
+
+    def losses_and_delta(self, outputs, y):
+        """``y`` holds class indices, ``outputs`` has the classes last."""
+        log_probabilities = torch.log_softmax(outputs, dim=-1)
+        index = y.unsqueeze(-1)
+        losses = -log_probabilities.gather(-1, index).squeeze(-1)
+        # softmax minus the one-hot targets, with one scatter_add_
+        delta = log_probabilities.exp_()
+        delta.scatter_add_(-1, index, delta.new_full(index.shape, -1.0))
+        return losses, delta
 
     def encode(self, y, dtype):
-        """Targets as a tensor the loss accepts: indices or 0/1 floats."""
-        if self.target_type == "multilabel-indicator":
-            return torch.as_tensor(np.asarray(y), dtype=dtype)
-        indices = np.searchsorted(self.classes, y)
-        if self.target_type == "multiclass":
-            return torch.as_tensor(indices, dtype=torch.int64)
-        return torch.as_tensor(indices, dtype=dtype).reshape(-1, 1)
+        return torch.as_tensor(np.searchsorted(self.classes, y), dtype=torch.int64)
+
+    def correct(self, outputs, y):
+        return outputs.argmax(dim=-1) == y
+
+    def predict(self, outputs):
+        return self.classes[outputs.argmax(axis=1)]
+
+    def proba(self, outputs):
+        return softmax(outputs, axis=1)
+
+    def head(self, outputs):
+        return torch.softmax(outputs, dim=-1)
+
+    def label_indices(self, outputs):
+        return outputs.argmax(dim=-1)
+
+
+class MultilabelTarget(_Classification):
+    """A 0/1 indicator matrix of K labels: K logits, a sigmoid each."""
+
+    name = "multilabel-indicator"
 
     @property
-    def single_class(self):
-        """Whether y had one class only (always predicted, with probability 1)."""
-        return len(self.classes) == 1
+    def n_outputs(self):
+        return len(self.classes)
 
-    def predict_indices(self, logits):
-        """Predicted class indices (or the 0/1 matrix for multilabel)."""
-        if self.target_type == "multiclass":
-            return logits.argmax(axis=1)
-        if self.single_class:
-            return np.zeros(len(logits), dtype=np.intp)
-        if self.target_type == "binary":
-            return (logits[:, 0] > 0).astype(np.intp)
-        return (logits > 0).astype(int)
+    def check_classes(self):
+        return len(self.classes) >= 2
 
-    def correct(self, logits, y):
-        """Whether each prediction is right (every label of it, if multilabel).
+    def encode(self, y, dtype):
+        return torch.as_tensor(np.asarray(y), dtype=dtype)
 
-        ``logits`` and the encoded targets ``y`` are tensors with the outputs
-        along dimension 1 (multiclass ``y``: class indices, without it).
-        """
-        if self.target_type == "multiclass":
-            return logits.argmax(dim=1) == y
-        if self.single_class:
-            return torch.ones_like(y[:, 0], dtype=torch.bool)
-        return ((logits > 0) == (y > 0.5)).all(dim=1)
+    def predict(self, outputs):
+        return (outputs > 0).astype(int)
 
-    def decode(self, logits):
-        """Predicted labels in the user's own label values."""
-        indices = self.predict_indices(logits)
-        if self.target_type == "multilabel-indicator":
-            return indices
-        return self.classes[indices]
+    def proba(self, outputs):
+        return expit(outputs)
 
-    def proba(self, logits):
-        """Probabilities from float64 logits, shape (n, n_classes)."""
-        if self.target_type == "multiclass":
-            return softmax(logits, axis=1)
-        if self.single_class:
-            return np.ones((len(logits), 1))
-        if self.target_type == "binary":
-            # expit(-z) rather than 1 - expit(z) keeps small probabilities exact.
-            z = logits[:, 0]
-            return np.column_stack([expit(-z), expit(z)])
-        return expit(logits)
+    export_labels = None  # the 0/1 matrix is the prediction
 
-    def decision(self, logits):
-        """Decision values: (n,) for binary, (n, K) otherwise."""
-        return logits[:, 0] if self.target_type == "binary" else logits
+    def label_indices(self, outputs):
+        return (outputs > 0).to(torch.int64)
+
+    def class_weights(self, class_weight, y, sample_weight):
+        return compute_sample_weight(class_weight, y)
+
+    def check_compatible(self, y, warm_start):
+        check_label_types(y)
+        if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(
+            self.classes
+        ):
+            raise ValueError(
+                f"y must be a multilabel indicator matrix with {len(self.classes)} "
+                "columns, like the y of the previous call."
+            )
+
+
+def classification_target(y, classes=None):
+    """The target of labels ``y`` (and ``classes``, in partial_fit).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> target = classification_target(np.array(["no", "yes", "no"]))
+    >>> target.name, target.n_outputs, target.out_activation
+    ('binary', 1, 'logistic')
+    >>> target.predict(np.array([[-2.0], [3.0]]))
+    array(['no', 'yes'], dtype='<U3')
+    """
+    target_type = check_target_type(y)
+    if target_type == "multilabel-indicator":
+        labels = np.arange(y.shape[1])
+        if classes is not None and (
+            len(classes) != len(labels) or set(classes) != set(labels.tolist())
+        ):
+            raise ValueError(
+                f"y is a multilabel indicator matrix of {len(labels)} labels, so "
+                f"classes must be their column indices {labels.tolist()}; got "
+                f"{list(classes)!r}."
+            )
+        return MultilabelTarget(labels)
+    classes = unique_labels(y) if classes is None else unique_labels(classes)
+    # One class trains as a binary target whose rows are all negative, as
+    # MLPClassifier's LabelBinarizer encodes it; it always predicts that class.
+    return (MulticlassTarget if len(classes) > 2 else BinaryTarget)(classes)
+
+
+# ------------------------------------------------------------------ regression
+
+
+class ContinuousTarget(Target):
+    """Real-valued targets, one output each: MLPRegressor's losses.
+
+    ``"squared_error"``: half the squared error, averaged over the outputs
+    (MLPRegressor's ``loss_``), identity output. ``"poisson"``: half the
+    Poisson deviance summed over the outputs, with an exp link. Both losses
+    are MLPRegressor's, and so are their gradients for one output.
+    """
+
+    name = "continuous"
+
+    def __init__(self, n_outputs, loss="squared_error"):
+        self._n_outputs = n_outputs
+        self.loss = loss
+
+    @property
+    def n_outputs(self):
+        return self._n_outputs
+
+    @property
+    def out_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def loss_function(self):
+        if self.loss == "poisson":
+            return _HalfPoissonDeviance()
+        return _HalfSquaredError()
+
+    def losses_and_delta(self, outputs, y):
+        if self.loss == "poisson":
+            predictions = torch.exp(outputs)
+            losses = _half_poisson_deviance(predictions, outputs, y)
+            # The exp link is the Poisson's canonical one: d/dz = exp(z) - y.
+            return losses, predictions.sub_(y)
+        residuals = outputs - y
+        # MLPRegressor reports this loss but steps along the gradient of its
+        # sum over the outputs; we step along the loss we report (the same for
+        # one output; Adam and L-BFGS hardly notice the scale otherwise).
+        return 0.5 * residuals.square().mean(dim=-1), residuals.div_(self.n_outputs)
+
+    def encode(self, y, dtype):
+        return torch.as_tensor(np.asarray(y).reshape(len(y), -1), dtype=dtype)
+
+    def predict(self, outputs):
+        values = np.exp(outputs) if self.loss == "poisson" else outputs
+        return values[:, 0] if self.n_outputs == 1 else values
+
+    def head(self, outputs):
+        return torch.exp(outputs) if self.loss == "poisson" else outputs
+
+    export_names = ("predictions",)
+
+    def export(self, outputs):
+        predictions = self.head(outputs)
+        return (predictions[:, 0] if self.n_outputs == 1 else predictions,)
+
+    def validation_score(self, outputs, y, w):
+        """R² (uniform average over the outputs), as MLPRegressor's ``score``."""
+        predictions = self.head(outputs)
+        if w is None:
+            w = torch.ones_like(y[..., 0])
+        w = w.unsqueeze(-1)
+        weight_sum = w.sum(dim=-2)
+        mean = (w * y).sum(dim=-2) / weight_sum
+        residual = (w * (y - predictions).square()).sum(dim=-2)
+        total = (w * (y - mean.unsqueeze(-2)).square()).sum(dim=-2)
+        # sklearn's r2_score with force_finite: a constant y scores 1 if
+        # predicted exactly, else 0.
+        r2 = torch.where(
+            total > 0,
+            1 - residual / total.clamp(min=torch.finfo(total.dtype).tiny),
+            (residual == 0).to(total.dtype),
+        )
+        return r2.mean(dim=-1)
+
+
+class _SummedOverOutputs(nn.Module):
+    """A torch loss with ``reduction="none"``, summed over the outputs of a row."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs, y):
+        return self.loss(outputs, y).sum(dim=-1)
+
+
+class _HalfSquaredError(nn.Module):
+    def forward(self, outputs, y):
+        return 0.5 * (outputs - y).square().mean(dim=-1)
+
+
+def _half_poisson_deviance(predictions, outputs, y):
+    # y log(y / mu) - y + mu, with mu = exp(z), 0 log 0 = 0: MLPRegressor's.
+    y_log_y = torch.special.xlogy(y, y)
+    return (y_log_y - y * outputs - y + predictions).sum(dim=-1)
+
+
+class _HalfPoissonDeviance(nn.Module):
+    def forward(self, outputs, y):
+        return _half_poisson_deviance(torch.exp(outputs), outputs, y)
+
+
+#: Every target by its name (persistence stores the name).
+TARGETS = {
+    target.name: target
+    for target in (BinaryTarget, MulticlassTarget, MultilabelTarget, ContinuousTarget)
+}
+
+SUPPORTED_TARGETS = ("binary", "multiclass", "multilabel-indicator")
 
 
 def check_label_types(y):

@@ -157,7 +157,8 @@ class LearningRateSchedule:
 
 
 class Objective:
-    """MLPClassifier's objective: weighted mean loss plus an L2 penalty.
+    """MLPClassifier's (and MLPRegressor's) objective: weighted mean loss plus
+    an L2 penalty.
 
     ``sum(w * loss) / sum(w) + 0.5 * alpha * ||W||^2 / sum(w)``, so that an
     integer sample weight is the same as repeating the row (``sum(w)`` is the
@@ -165,21 +166,21 @@ class Objective:
 
     Parameters
     ----------
-    loss_fn : torch.nn.Module
-        Torch loss with ``reduction="none"``.
+    target : skorchlite._targets.Target
+        The kind of ``y``: its per-row loss (and closed-form gradient).
     penalized_weights : list of torch.Tensor
         The weights under the L2 penalty (the biases are not penalized).
     alpha : float
     """
 
-    def __init__(self, loss_fn, penalized_weights, alpha):
-        self.loss_fn = loss_fn
+    def __init__(self, target, penalized_weights, alpha):
+        self.target = target
+        self.loss_fn = target.loss_function()
         self.penalized_weights = penalized_weights
         self.alpha = alpha
 
     def per_sample(self, logits, y):
-        losses = self.loss_fn(logits, y)
-        return losses if losses.ndim == 1 else losses.sum(dim=1)
+        return self.loss_fn(logits, y)
 
     def __call__(self, logits, y, w):
         """The full objective of a batch, penalty included, for autograd."""
@@ -244,6 +245,7 @@ class FunctionalAdamStep:
         )
         return cls(optimizer).step if plain_adam else optimizer.step
 
+    @torch.no_grad()  # as Optimizer.step: the unfused kernels update in place
     def step(self):
         if self.groups is None:
             self.optimizer.step()
@@ -281,6 +283,80 @@ class FunctionalAdamStep:
             [state["exp_avg"] for state in states],
             [state["exp_avg_sq"] for state in states],
             [state["step"] for state in states],
+        )
+
+
+class StoppingRule:
+    """MLPClassifier's end of an epoch: record it, then stop or go on.
+
+    One rule for the single fit (:class:`Trainer`) and the batched search.
+
+    Parameters
+    ----------
+    history : History
+        Updated in place.
+    schedule : LearningRateSchedule
+    tol, n_iter_no_change : float, int
+        Stop when the loss (or validation score) has not improved by ``tol``
+        for more than ``n_iter_no_change`` epochs.
+    """
+
+    def __init__(self, history, schedule, *, tol, n_iter_no_change):
+        self.history = history
+        self.schedule = schedule
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.lowest_loss = min(history.loss_curve, default=math.inf)
+
+    def record(self, epoch, n_samples, loss, validation):
+        """Record epoch ``epoch`` of this call; True if its weights are the best
+        so far by validation score.
+
+        Raises
+        ------
+        TrainingDivergedError
+            If the loss became non-finite or blew up.
+        """
+        history = self.history
+        if diverged(loss, self.lowest_loss):
+            raise TrainingDivergedError(
+                f"Training diverged at epoch {epoch}: the loss became {loss}. "
+                "Lower learning_rate_init (it is "
+                f"{self.schedule.learning_rate_init}), set max_grad_norm to clip "
+                "gradients, or scale X (e.g. with StandardScaler)."
+            )
+        self.lowest_loss = min(self.lowest_loss, loss)
+        history.n_iter += 1
+        history.t += n_samples
+        history.loss = loss
+        history.loss_curve.append(loss)
+        best = False
+        if validation is None:
+            history.record_loss(loss, self.tol)
+        else:
+            best = history.record_validation(*validation, self.tol)
+        self.schedule.epoch_end(history.t)
+        return best
+
+    def plateau(self, watching_validation):
+        """After :meth:`record`: ``(stop, message)``, the message None unless
+        the rule fired (MLPClassifier's verbose line)."""
+        history = self.history
+        if not history.no_improvement_count > self.n_iter_no_change:
+            return False, None
+        stop = self.schedule.on_plateau()
+        if not stop:
+            history.no_improvement_count = 0
+        watched = "Validation score" if watching_validation else "Training loss"
+        if not stop:
+            action = f"Setting learning rate to {self.schedule.learning_rate:f}"
+        elif self.schedule.policy == "adaptive":
+            action = "Learning rate too small. Stopping."
+        else:
+            action = "Stopping."
+        return stop, (
+            f"{watched} did not improve more than tol={self.tol:f} for "
+            f"{self.n_iter_no_change:d} consecutive epochs. {action}"
         )
 
 
@@ -381,7 +457,12 @@ class Trainer:
         """
         best_state = None
         stopped_early = False
-        lowest_loss = min(history.loss_curve, default=math.inf)
+        rule = StoppingRule(
+            history,
+            self.schedule,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+        )
         progress = self.progress
         progress.start(max_epochs)
         self.module.train()
@@ -395,39 +476,23 @@ class Trainer:
                     else None
                 )
                 loss = self._epoch(data, batch_size, permutation).item()
-                history.n_iter += 1
-                history.t += data.n_samples
-                if diverged(loss, lowest_loss):
-                    raise TrainingDivergedError(
-                        f"Training diverged at epoch {epoch}: the loss "
-                        f"became {loss}. Lower learning_rate_init (it is "
-                        f"{self.schedule.learning_rate_init}), set max_grad_norm to "
-                        "clip gradients, or scale X (e.g. with StandardScaler)."
-                    )
-                lowest_loss = min(lowest_loss, loss)
-                history.loss = loss
-                history.loss_curve.append(loss)
-                validation = None
-                if self.validate is not None:
-                    validation = self.validate()
-                    if history.record_validation(*validation, self.tol):
-                        best_state = _copy_state(self.module)
-                else:
-                    history.record_loss(loss, self.tol)
+                # Validated before anything is recorded, so that an interrupt
+                # here leaves the history consistent.
+                validation = None if self.validate is None else self.validate()
+                if rule.record(epoch, data.n_samples, loss, validation):
+                    best_state = _copy_state(self.module)
                 stop_requested = progress.epoch_end(
                     epoch, loss, validation, time.perf_counter() - started
                 )
-                self.schedule.epoch_end(history.t)
                 if stop_requested:
                     stopped_early = True
                     break
-                if history.no_improvement_count > self.n_iter_no_change:
-                    stop = self.schedule.on_plateau()
-                    progress.message(self._plateau_message(stop))
-                    if stop:
-                        stopped_early = True
-                        break
-                    history.no_improvement_count = 0
+                stop, message = rule.plateau(self.validate is not None)
+                if message is not None:
+                    progress.message(message)
+                if stop:
+                    stopped_early = True
+                    break
         except KeyboardInterrupt:
             warn_at_caller(
                 "Training interrupted by user; keeping the weights reached so far."
@@ -439,20 +504,6 @@ class Trainer:
         if best_state is not None:
             self.module.load_state_dict(best_state)
         return stopped_early
-
-    def _plateau_message(self, stopping):
-        """MLPClassifier's verbose line when the stopping rule fires."""
-        watched = "Validation score" if self.validate else "Training loss"
-        if not stopping:
-            action = f"Setting learning rate to {self.schedule.learning_rate:f}"
-        elif self.schedule.policy == "adaptive":
-            action = "Learning rate too small. Stopping."
-        else:
-            action = "Stopping."
-        return (
-            f"{watched} did not improve more than tol={self.tol:f} for "
-            f"{self.n_iter_no_change:d} consecutive epochs. {action}"
-        )
 
 
 def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):

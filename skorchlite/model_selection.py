@@ -25,10 +25,12 @@ from sklearn.model_selection._validation import (
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples, indexable
 
-from ._backprop import ACTIVATIONS as CLOSED_FORM
+from ._base import BaseTorchMLP, _seed_from
 from ._batched import BatchedGroup, BatchedJob, train_groups
-from ._classifier import STOCHASTIC_SOLVERS, TorchMLPClassifier, _seed_from
+from ._classifier import TorchMLPClassifier
 from ._mlp import ACTIVATIONS, linear_layers
+from ._regressor import TorchMLPRegressor
+from ._solvers import SOLVERS
 
 
 class BatchedGridSearchCV(GridSearchCV):
@@ -399,8 +401,8 @@ class _SearchContext:
 
 
 def _with_int_seed(estimator):
-    """Give a TorchMLPClassifier one int seed for the whole search."""
-    if not isinstance(estimator, TorchMLPClassifier):
+    """Give our estimator one int seed for the whole search."""
+    if not isinstance(estimator, BaseTorchMLP):
         return estimator
     random_state = estimator.random_state
     if not isinstance(random_state, Integral):
@@ -412,11 +414,14 @@ def _with_int_seed(estimator):
 
 def _batchable(estimator, context):
     """Whether the batched loop reproduces ``estimator.fit`` exactly."""
-    if type(estimator) is not TorchMLPClassifier or context.y is None:
+    if (
+        type(estimator) not in (TorchMLPClassifier, TorchMLPRegressor)
+        or context.y is None
+    ):
         return False
     fit_params = context.routed.estimator.fit
     return (
-        estimator.solver in STOCHASTIC_SOLVERS
+        _has_stacked_update(estimator.solver)
         and _has_closed_form_gradient(estimator.activation)
         and not getattr(estimator, "_skl_callbacks", None)
         and set(fit_params) <= {"sample_weight"}
@@ -425,9 +430,14 @@ def _batchable(estimator, context):
     )
 
 
+def _has_stacked_update(solver):
+    spec = SOLVERS.get(solver) if isinstance(solver, str) else None
+    return spec is not None and spec.stacked_update is not None
+
+
 def _has_closed_form_gradient(activation):
-    module = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
-    return module in CLOSED_FORM
+    spec = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
+    return spec is not None and spec.closed_form
 
 
 # A group whose stacked hidden activations exceed this many numbers is split by
@@ -486,6 +496,7 @@ def _group_key(job):
         estimator.activation,
         estimator.n_layers_,
         bool(estimator.shuffle),
-        estimator._target_encoder.target_type,
+        estimator._target.name,
+        estimator._target.out_activation,
         estimator.n_outputs_,
     )

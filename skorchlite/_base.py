@@ -1,0 +1,678 @@
+"""The estimator shared by TorchMLPClassifier and TorchMLPRegressor.
+
+Everything here is target-agnostic: the shared parameters and their
+validation, the fit (validation, initialization, the training plan handed to
+the loop, snapshot and restore on failure, progress and callbacks, publishing
+the fitted attributes), batched prediction and pickling. The subclasses add
+their target handling, predict methods, docstrings and tags.
+"""
+
+import copy
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    column_or_1d,
+    validate_data,
+)
+
+from ._device import (
+    cpu_threads_for,
+    module_device,
+    module_on_cpu,
+    resolve_device,
+    resolve_dtype,
+    seeded_torch_rng,
+    tensors_to_cpu,
+    torch_threads,
+)
+from ._mlp import ACTIVATIONS, build_mlp, linear_layers
+from ._progress import CallbackEpochs, Progress, epoch_display
+from ._solvers import SOLVERS
+from ._training import (
+    History,
+    LearningRateSchedule,
+    Objective,
+    Trainer,
+    TrainingData,
+    dense_rows,
+    fit_lbfgs,
+)
+from ._warnings import warn_at_caller
+
+try:
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # scikit-learn < 1.9 has no callback API
+
+    class CallbackSupportMixin:
+        """Stand-in for sklearn's mixin: no ``set_callbacks``."""
+
+
+def _supports_partial_fit(estimator):
+    """``available_if`` check of partial_fit: stochastic solvers only."""
+    if not SOLVERS[estimator.solver].stochastic:
+        raise AttributeError(
+            "partial_fit is only available for stochastic optimizers. "
+            f"{estimator.solver} is not stochastic."
+        )
+    return True
+
+
+class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
+    """Base of the MLP estimators: use TorchMLPClassifier or TorchMLPRegressor."""
+
+    # The "?" link of the HTML repr (sklearn's _HTMLDocumentationLinkMixin).
+    _doc_link_module = "skorchlite"
+    _doc_link_template = (
+        "https://skorchlite.readthedocs.io/en/stable/generated/"
+        "{estimator_module}.{estimator_name}.html"
+    )
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions(set(SOLVERS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        device="auto",
+        dtype=None,
+        dropout=0.0,
+        max_grad_norm=None,
+        predict_batch_size=16384,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.device = device
+        self.dtype = dtype
+        self.dropout = dropout
+        self.max_grad_norm = max_grad_norm
+        self.predict_batch_size = predict_batch_size
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and targets y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; sparse matrices are densified one batch at a time.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets: class labels (or a 0/1 indicator matrix for multilabel
+            targets) for classifiers, real numbers for regressors.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights; an integer weight equals repeating the row.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        # Training needs autograd even when called inside the user's no_grad()
+        # or inference_mode() block (where the module would otherwise not
+        # learn). A with block, not decorators: their frames would come between
+        # the user's call and our warnings.
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._fit_with_grad(X, y, sample_weight, incremental, classes)
+
+    def _fit_with_grad(self, X, y, sample_weight, incremental, classes):
+        first_pass = not hasattr(self, "module_") or not (
+            self.warm_start or incremental
+        )
+        hidden_layer_sizes = self._hidden_layer_sizes()
+        # Before the snapshot, so that a failed fit keeps what sklearn needs to
+        # tear the callbacks down.
+        callback_ctx = self._start_callbacks(incremental)
+        # Snapshot before validation, which already sets fitted attributes
+        # (n_features_in_, classes_, ...): a failed fit must not leave them.
+        state_before = self._snapshot(first_pass)
+        try:
+            X, y = self._validate_fit_data(X, y, first_pass, classes)
+            weights = self._training_weights(X, y, sample_weight)
+            if first_pass:
+                self._initialize(X, hidden_layer_sizes)
+            callbacks = None
+            if callback_ctx is not None:
+                metadata = (
+                    None if sample_weight is None else {"sample_weight": sample_weight}
+                )
+                callback_ctx.call_on_fit_task_begin(
+                    estimator=self, X=X, y=y, metadata=metadata
+                )
+                callbacks = CallbackEpochs(
+                    self, callback_ctx, X, y, metadata, self.module_
+                )
+            self._train(X, y, weights, incremental, callbacks)
+            if callback_ctx is not None:
+                callback_ctx.call_on_fit_task_end(
+                    estimator=self,
+                    X=X,
+                    y=y,
+                    metadata=metadata,
+                    reconstruction_attributes={},
+                )
+        except BaseException:
+            self._restore(state_before)
+            raise
+        return self
+
+    @property
+    def _solver_spec(self):
+        """The registry entry of ``solver``."""
+        return SOLVERS[self.solver]
+
+    def _epochs_per_call(self, incremental):
+        """Most epochs this fit call runs (lbfgs runs none: it has iterations)."""
+        if not self._solver_spec.stochastic:
+            return 0
+        return 1 if incremental else self.max_iter
+
+    def _start_callbacks(self, incremental):
+        """The callback context of this fit call, or None without callbacks."""
+        if not getattr(self, "_skl_callbacks", None):
+            return None
+        return self._init_callback_context(
+            max_subtasks=self._epochs_per_call(incremental)
+        )
+
+    def _hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if any(size <= 0 for size in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return sizes
+
+    def _validate_fit_data(self, X, y, first_pass, classes):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=not is_classifier(self),
+            dtype=(np.float64, np.float32),
+            reset=first_pass,
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        self._validate_targets(y, first_pass, classes)
+        return X, y
+
+    def _validate_targets(self, y, first_pass, classes):
+        """Check ``y`` and, on a first pass, set ``_target`` from it."""
+        raise NotImplementedError
+
+    def _training_weights(self, X, y, sample_weight):
+        """The rows' weights, or None when all rows weigh the same."""
+        if sample_weight is None:
+            return None
+        return _check_sample_weight(sample_weight, X, dtype=np.float64)
+
+    def _snapshot(self, first_pass):
+        """What to put back if training fails: attributes, and weights if reused."""
+        attributes = dict(vars(self))
+        if first_pass:
+            return attributes, None, None
+        optimizer = getattr(self, "_optimizer", None)
+        # One thread: waking a thread pool costs more than copying a small state,
+        # and partial_fit takes this snapshot on every call.
+        with torch_threads(1):
+            return (
+                attributes,
+                copy.deepcopy(self.module_.state_dict()),
+                None if optimizer is None else copy.deepcopy(optimizer.state_dict()),
+            )
+
+    def _restore(self, snapshot):
+        attributes, module_state, optimizer_state = snapshot
+        vars(self).clear()
+        vars(self).update(attributes)
+        if module_state is not None:
+            self.module_.load_state_dict(module_state)
+        if optimizer_state is not None:
+            self._optimizer.load_state_dict(optimizer_state)
+
+    def _initialize(self, X, hidden_layer_sizes):
+        target = self._target
+        device = resolve_device(self.device)
+        self._seed = _seed_from(self.random_state)
+        self.module_ = build_mlp(
+            X.shape[1],
+            hidden_layer_sizes,
+            target.n_outputs,
+            activation=self.activation,
+            dropout=self.dropout,
+            generator=torch.Generator().manual_seed(self._seed),
+            dtype=resolve_dtype(self.dtype, X.dtype, device),
+            device=device,
+        ).eval()
+        self.n_outputs_ = target.n_outputs
+        self.out_activation_ = target.out_activation
+        self.n_layers_ = len(hidden_layer_sizes) + 2
+        self._history = History()
+        if hasattr(self, "_optimizer"):
+            del self._optimizer
+
+    def _train(self, X, y, weights, incremental, callbacks=None):
+        # Work on a copy of the history so that a failed fit leaves it untouched.
+        history = copy.deepcopy(self._history)
+        seed = self._seed + history.n_iter
+        device = module_device(self.module_)
+        threads = cpu_threads_for(
+            self.module_, self._batch_size(X.shape[0]), backward=True
+        )
+        with seeded_torch_rng(seed, device), torch_threads(threads):
+            if not self._solver_spec.stochastic:
+                self._train_lbfgs(self._to_training_data(X, y, weights), history)
+            else:
+                self._train_stochastic(
+                    X, y, weights, incremental, history, seed, callbacks
+                )
+
+    def _train_stochastic(
+        self, X, y, weights, incremental, history, seed, callbacks=None
+    ):
+        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
+            warn_at_caller(
+                "Got `batch_size` less than 1 or larger than sample size. It is "
+                "going to be clipped"
+            )
+        validation = None
+        if self.early_stopping:
+            X, X_val, y, y_val, weights, w_val = self._split_validation(
+                X, y, weights, seed
+            )
+            validation = self._to_training_data(X_val, y_val, w_val)
+        data = self._to_training_data(X, y, weights)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = self._make_optimizer()
+        max_epochs = self._epochs_per_call(incremental)
+        trainer = Trainer(
+            self.module_,
+            self._optimizer,
+            self._objective(),
+            max_grad_norm=self.max_grad_norm,
+            schedule=LearningRateSchedule(
+                self._optimizer,
+                self._solver_spec.schedule_policy(self),
+                self.learning_rate_init,
+                self.power_t,
+            ),
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            validate=None if validation is None else self._validator(validation),
+            progress=Progress(
+                [
+                    epoch_display(self.verbose, max_epochs, type(self).__name__),
+                    callbacks,
+                ]
+            ),
+        )
+        epochs_before = history.n_iter
+        stopped_early = trainer.run(
+            data,
+            history,
+            max_epochs=max_epochs,
+            batch_size=self._batch_size(data.n_samples),
+            shuffle=self.shuffle,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self._check_finite_weights()
+        self._publish_history(history, n_iter=history.n_iter - epochs_before)
+        if not incremental and not stopped_early:
+            self._warn_max_iter_reached()
+
+    def _warn_max_iter_reached(self):
+        warn_at_caller(
+            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+            "and the optimization hasn't converged yet.",
+            ConvergenceWarning,
+        )
+
+    def _train_lbfgs(self, data, history):
+        n_iter, loss, n_evals = fit_lbfgs(
+            self.module_,
+            self._objective(),
+            data,
+            max_iter=self.max_iter,
+            max_fun=self.max_fun,
+            tol=self.tol,
+        )
+        self._check_finite_weights()
+        history.n_iter += n_iter
+        history.t += data.n_samples
+        history.loss = loss
+        self._history = history
+        self.n_iter_, self.t_, self.loss_ = n_iter, history.t, loss
+        if n_iter >= self.max_iter or n_evals >= self.max_fun:
+            limit = "max_iter" if n_iter >= self.max_iter else "max_fun"
+            warn_at_caller(
+                f"lbfgs failed to converge after {n_iter} iteration(s) and "
+                f"{n_evals} loss evaluation(s): reached {limit}. Increase "
+                f"{limit} or scale the data.",
+                ConvergenceWarning,
+            )
+
+    def _split_validation(self, X, y, weights, seed):
+        """Hold out ``validation_fraction`` of the rows (at least 2), stratified
+        as the target encoder says."""
+        n_samples = X.shape[0]
+        n_val = max(math.ceil(self.validation_fraction * n_samples), 2)
+        if n_samples - n_val < 1:
+            raise ValueError(
+                f"The validation set is too small: early_stopping needs at least 3 "
+                f"samples, got n_samples={n_samples}. Increase the size of your "
+                "dataset or set early_stopping=False."
+            )
+        stratify = self._target.stratification(y, n_samples - n_val, n_val)
+        arrays = (X, y) if weights is None else (X, y, weights)
+        split = train_test_split(
+            *arrays, test_size=n_val, random_state=seed % 2**32, stratify=stratify
+        )
+        return split if weights is not None else (*split, None, None)
+
+    def _module_placement(self):
+        """The device and dtype of the module (read from its first parameter)."""
+        first = next(self.module_.parameters())
+        return first.device, first.dtype
+
+    def _to_training_data(self, X, y, weights):
+        device, dtype = self._module_placement()
+        _check_range(X, dtype, "X")
+        _check_range(weights, dtype, "sample_weight")
+        if not sp.issparse(X):
+            X = _as_tensor(X, dtype, device)
+        return TrainingData(
+            X=X,
+            y=self._target.encode(y, dtype).to(device),
+            sample_weight=None
+            if weights is None
+            else _as_tensor(weights, dtype, device),
+            device=device,
+            dtype=dtype,
+        )
+
+    def _make_optimizer(self):
+        return self._solver_spec.optimizer(self, self.module_)
+
+    def _penalized_weights(self):
+        return [layer.weight for layer in linear_layers(self.module_)]
+
+    def _objective(self):
+        # A decoupled weight decay (AdamW) replaces the L2 term.
+        alpha = 0.0 if self._solver_spec.decoupled_decay else self.alpha
+        return Objective(self._target, self._penalized_weights(), alpha)
+
+    def _validator(self, validation):
+        """Validation (loss, score) of the current module, for early stopping:
+        the score is the target's (accuracy, or R² for regressors)."""
+        per_sample_loss = self._objective().per_sample
+        target = self._target
+
+        def validate():
+            with torch.inference_mode():
+                self.module_.eval()
+                outputs = torch.cat(
+                    [
+                        self.module_(X)
+                        for X, _, _ in validation.epoch_batches(
+                            self.predict_batch_size, permutation=None
+                        )
+                    ]
+                )
+                self.module_.train()
+                losses = per_sample_loss(outputs, validation.y)
+                w = validation.sample_weight
+                mean_loss = losses.mean() if w is None else (losses * w).sum() / w.sum()
+                score = target.validation_score(outputs, validation.y, w)
+                return mean_loss.item(), score.item()
+
+        return validate
+
+    def _batch_size(self, n_samples):
+        if not self._solver_spec.stochastic:
+            return n_samples
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        return min(self.batch_size, n_samples)
+
+    def _check_finite_weights(self):
+        if not all(torch.isfinite(p).all() for p in self.module_.parameters()):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may "
+                "contain large values and need to be preprocessed; or lower "
+                "learning_rate_init."
+            )
+
+    def _publish_history(self, history, n_iter):
+        """Set the fitted attributes from ``history``, after ``n_iter`` epochs
+        of this call (``n_iter_`` counts one call, like MLPClassifier's)."""
+        self._history = history
+        self.n_iter_ = n_iter
+        self.t_ = history.t
+        self.loss_ = history.loss
+        self.loss_curve_ = list(history.loss_curve)
+        self._no_improvement_count = history.no_improvement_count
+        if self.early_stopping:
+            self.validation_scores_ = list(history.validation_scores)
+            self.validation_loss_curve_ = list(history.validation_losses)
+            self.best_validation_score_ = history.best_validation_score
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = history.best_loss
+
+    # -------------------------------------------------------------- predict
+
+    # -------------------------------------------------------------- predict
+
+    def _raw_outputs(self, X):
+        """The network's float64 outputs (logits, or the linear predictor of a
+        regression), shape (n_samples, n_outputs_), computed batch-wise."""
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        device, dtype = self._module_placement()
+        _check_range(X, dtype, "X")
+        outputs = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
+        step = self.predict_batch_size
+        threads = cpu_threads_for(self.module_, min(step, X.shape[0]), backward=False)
+        with torch.inference_mode(), torch_threads(threads):
+            for start in range(0, X.shape[0], step):
+                rows = X[start : start + step]
+                if sp.issparse(rows):
+                    batch = dense_rows(rows, dtype, device)
+                else:
+                    batch = _as_tensor(rows, dtype, device)
+                outputs[start : start + step] = self.module_(batch).cpu().numpy()
+        return outputs
+
+    # --------------------------------------------------- derived attributes
+
+    @property
+    def coefs_(self):
+        """Weight matrices of shape (fan_in, fan_out), as numpy copies."""
+        return [
+            layer.weight.detach().cpu().numpy().T.copy()
+            for layer in linear_layers(self.module_)
+        ]
+
+    @property
+    def intercepts_(self):
+        """Bias vectors of the layers, as numpy copies."""
+        return [
+            layer.bias.detach().cpu().numpy().copy()
+            for layer in linear_layers(self.module_)
+        ]
+
+    # ------------------------------------------------------------ pickling
+
+    def __getstate__(self):
+        # Tensors are pickled on the CPU so that a GPU-trained model loads
+        # anywhere; the optimizer travels as its state_dict and is rebuilt.
+        # object.__getstate__ returns the live __dict__ itself: copy it, or the
+        # replacements below would corrupt the estimator being pickled.
+        state = dict(super().__getstate__())
+        if "module_" in state:
+            state["module_"] = module_on_cpu(state["module_"])
+        if "_optimizer" in state:
+            state["_optimizer"] = tensors_to_cpu(state["_optimizer"].state_dict())
+        return state
+
+    def __setstate__(self, state):
+        optimizer_state = state.pop("_optimizer", None)
+        super().__setstate__(state)
+        if "module_" not in state:
+            return
+        self._move_to_available_device()
+        if optimizer_state is not None:
+            self._optimizer = self._make_optimizer()
+            self._optimizer.load_state_dict(optimizer_state)
+
+    def _move_to_available_device(self):
+        """After unpickling, go to ``device`` if available, else stay on the CPU."""
+        try:
+            device = resolve_device(self.device)
+        except ValueError as exc:
+            warn_at_caller(f"{exc} The loaded model stays on the CPU.")
+            return
+        self.module_.to(device)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _seed_from(random_state):
+    """An int seed from ``random_state``, drawing from no global generator."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    if isinstance(random_state, Integral):
+        return int(random_state)
+    return int(random_state.randint(np.iinfo(np.int32).max))
+
+
+def _check_range(array, dtype, name):
+    """Raise if float64 values would overflow to inf in a float32 network."""
+    if array is None or dtype != torch.float32:
+        return
+    values = array.data if sp.issparse(array) else array
+    if values.dtype != np.float64 or not values.size:
+        return
+    largest = max(values.max(), -values.min())
+    if largest > np.finfo(np.float32).max:
+        raise ValueError(
+            f"{name} has values up to {largest:.9g} in magnitude, beyond the range "
+            "of float32, the precision of this network. Scale the data (e.g. "
+            "with StandardScaler) or use dtype='float64' on the CPU."
+        )
+
+
+def _as_tensor(array, dtype, device):
+    # np.require copies read-only arrays, which torch.from_numpy would warn about.
+    array = np.require(array, requirements=["W"])
+    return torch.from_numpy(array).to(device=device, dtype=dtype)
