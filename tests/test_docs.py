@@ -271,3 +271,50 @@ def _serve_zarr_stores(monkeypatch):
         "labels.zarr": da.from_array(y, chunks=150),
     }
     monkeypatch.setattr(da, "from_zarr", lambda path, *a, **k: stores[path])
+
+
+# A measured quantity: a time, a throughput, a memory size, a speed-up ("5.3x",
+# "400 times slower") or a measured percentage ("83.5%"); not a default
+# ("10%"), a count ("3 times") or a formula ("6 x rows").
+MEASUREMENT = re.compile(
+    r"(?<![\w.])(?:\d[\d,.]*(?:\s?(?:s|ms|µs|us|seconds?|GFLOPS?|GFLOP|MB)(?!\w)"
+    r"|x(?!\w)|\s?times (?:slower|faster))|\d+\.\d+\s?%)"
+)
+
+
+def test_benchmark_tables_are_rendered_from_the_results_files():
+    # Every table of measurements in the docs is a section of a results file
+    # that benchmarks/run.py wrote, rendered with the command that wrote it.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import render_docs
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    fragments = render_docs.render()
+    for path, text in fragments.items():
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.name} differs from its results file: run "
+            "python benchmarks/run.py --docs"
+        )
+        assert "Measured with ``python benchmarks/run.py" in text
+    included = {
+        (page.parent / name).resolve()
+        for page in PAGES
+        for name in re.findall(r"^\.\. include:: (\S+)", page.read_text(), re.M)
+    }
+    assert {path.resolve() for path in fragments} <= included
+
+
+def test_docs_type_no_measurement_by_hand():
+    # Numbers measured on a machine come from the included fragments above;
+    # the prose around them quotes none.
+    typed = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            if line.lstrip().startswith((">>>", "...")):
+                continue
+            typed += [
+                f"{page.relative_to(DOCS)}:{number}: {m}"
+                for m in MEASUREMENT.findall(line)
+            ]
+    assert typed == []
