@@ -337,7 +337,8 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             target.n_outputs,
             activation=self.activation,
             dropout=self.dropout,
-            generator=torch.Generator().manual_seed(self._seed),
+            # MLPClassifier's draws: np.random.RandomState(random_state).
+            random_state=np.random.RandomState(self._seed % 2**32),
             dtype=resolve_dtype(self.dtype, X.dtype, device),
             device=device,
         ).eval()
@@ -414,8 +415,16 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         )
         self._check_finite_weights()
         self._publish_history(history, n_iter=history.n_iter - epochs_before)
-        if not incremental and not stopped_early:
+        if trainer.diverged is not None:
+            self._warn_diverged(trainer.diverged)
+        elif not incremental and not stopped_early:
             self._warn_max_iter_reached()
+
+    def _warn_diverged(self, message):
+        warn_at_caller(
+            f"{message} Kept the weights of the best validation epoch.",
+            ConvergenceWarning,
+        )
 
     def _warn_max_iter_reached(self):
         warn_at_caller(
@@ -425,7 +434,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         )
 
     def _train_lbfgs(self, data, history):
-        n_iter, loss, n_evals = fit_lbfgs(
+        result = fit_lbfgs(
             self.module_,
             self._objective(),
             data,
@@ -434,17 +443,16 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             tol=self.tol,
         )
         self._check_finite_weights()
-        history.n_iter += n_iter
+        history.n_iter += result.nit
         history.t += data.n_samples
-        history.loss = loss
+        history.loss = result.fun
         self._history = history
-        self.n_iter_, self.t_, self.loss_ = n_iter, history.t, loss
-        if n_iter >= self.max_iter or n_evals >= self.max_fun:
-            limit = "max_iter" if n_iter >= self.max_iter else "max_fun"
+        self.n_iter_, self.t_, self.loss_ = result.nit, history.t, result.fun
+        if result.status > 0:  # not converged (-1: interrupted, already said)
             warn_at_caller(
-                f"lbfgs failed to converge after {n_iter} iteration(s) and "
-                f"{n_evals} loss evaluation(s): reached {limit}. Increase "
-                f"{limit} or scale the data.",
+                f"lbfgs failed to converge after {result.nit} iteration(s) "
+                f"(status={result.status}): {result.message}. Increase max_iter "
+                "or max_fun, or scale the data (e.g. with StandardScaler).",
                 ConvergenceWarning,
             )
 

@@ -69,6 +69,9 @@ class BatchedJob:
     converged : bool
         Set by :meth:`BatchedGroup.run` if the fit stopped before ``max_iter``
         epochs (its loss stopped improving).
+    diverged : str or None
+        Set by :meth:`BatchedGroup.run` if the fit diverged under early
+        stopping, which keeps its best weights (the fit warns why).
     """
 
     estimator: object
@@ -79,6 +82,7 @@ class BatchedJob:
     validation: object = None
     error: str | None = None
     converged: bool = False
+    diverged: str | None = None
 
 
 class _LearningRate:
@@ -652,6 +656,13 @@ class BatchedGroup:
         except TrainingDivergedError as exc:
             self.jobs[j].error = f"TrainingDivergedError: {exc}"
             return True, False
+        if rule.diverged is not None:
+            if not any(map(math.isfinite, rule.history.validation_scores[:-1])):
+                # No epoch to go back to: the fit raises.
+                self.jobs[j].error = f"TrainingDivergedError: {rule.diverged}"
+            else:
+                self.jobs[j].diverged = rule.diverged
+            return True, best
         stop, _ = rule.plateau(validation is not None)
         if stop:
             self.jobs[j].converged = True

@@ -197,7 +197,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
     >>> from skorchlite import TorchMLPClassifier
     >>> X, y = make_moons(200, noise=0.1, random_state=0)
     >>> clf = TorchMLPClassifier(hidden_layer_sizes=(16,), max_iter=300,
-    ...                          learning_rate_init=0.01, random_state=0)
+    ...                          learning_rate_init=0.02, random_state=0)
     >>> clf.fit(X, y).score(X, y) > 0.95
     True
     >>> clf.predict_proba(X[:2]).shape

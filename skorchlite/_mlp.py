@@ -85,7 +85,7 @@ def build_mlp(
     *,
     activation,
     dropout,
-    generator,
+    random_state,
     dtype,
     device,
 ):
@@ -93,9 +93,11 @@ def build_mlp(
 
     The layout is ``Linear -> activation [-> Dropout]`` per hidden layer and a
     final ``Linear`` producing logits. Weights are drawn exactly as
-    ``MLPClassifier`` draws them (uniform in ``+-sqrt(factor / (fan_in +
-    fan_out))``, factor 2 for the logistic activation and 6 otherwise), from
-    ``generator`` so that the global torch RNG is never touched.
+    ``MLPClassifier`` draws them: uniform in ``+-sqrt(factor / (fan_in +
+    fan_out))`` (factor 2 for the logistic activation, 6 otherwise), drawn in
+    float64 from a numpy ``RandomState`` in the same order, so that an int
+    ``random_state`` gives MLPClassifier's very initial weights. The global
+    RNGs are never touched.
 
     Parameters
     ----------
@@ -109,8 +111,8 @@ def build_mlp(
         A name in ``ACTIVATIONS``.
     dropout : float
         Dropout probability after each hidden activation; 0 adds no layer.
-    generator : torch.Generator
-        CPU generator the initial weights are drawn from.
+    random_state : numpy.random.RandomState
+        The generator the initial weights are drawn from.
     dtype : torch.dtype
     device : torch.device
 
@@ -120,9 +122,10 @@ def build_mlp(
 
     Examples
     --------
+    >>> import numpy as np
     >>> import torch
     >>> net = build_mlp(2, [8], 1, activation="relu", dropout=0.0,
-    ...                 generator=torch.Generator().manual_seed(0),
+    ...                 random_state=np.random.RandomState(0),
     ...                 dtype=torch.float32, device=torch.device("cpu"))
     >>> net
     Sequential(
@@ -136,16 +139,14 @@ def build_mlp(
     factor = activation.init_factor
     layers = []
     for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
-        # Drawn in float64 whatever ``dtype`` (like MLPClassifier, which casts
-        # its float64 draws): float32 and float64 models start from the same
-        # weights, where drawing in float32 would consume the generator
-        # differently.
         linear = nn.Linear(fan_in, fan_out, dtype=torch.float64, device="meta")
         linear = linear.to_empty(device="cpu")
         bound = math.sqrt(factor / (fan_in + fan_out))
+        coef = random_state.uniform(-bound, bound, (fan_in, fan_out))
+        intercept = random_state.uniform(-bound, bound, fan_out)
         with torch.no_grad():
-            nn.init.uniform_(linear.weight, -bound, bound, generator=generator)
-            nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+            linear.weight.copy_(torch.from_numpy(coef.T))
+            linear.bias.copy_(torch.from_numpy(intercept))
         layers.append(linear)
         if index < len(widths) - 2:
             layers.append(activation.module())

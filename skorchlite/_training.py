@@ -8,7 +8,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
+import scipy.optimize
 import torch
 from torch.optim.adam import adam as functional_adam
 
@@ -307,24 +307,29 @@ class StoppingRule:
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.lowest_loss = min(history.loss_curve, default=math.inf)
+        #: Why training diverged, with early stopping (which then ends it).
+        self.diverged = None
 
     def record(self, epoch, n_samples, loss, validation):
         """Record epoch ``epoch`` of this call; True if its weights are the best
         so far by validation score.
 
+        A diverged epoch ends training: with early stopping, as MLPClassifier
+        does, its validation score is NaN and the best weights stay (see
+        ``diverged``); without, there are no weights worth keeping.
+
         Raises
         ------
         TrainingDivergedError
-            If the loss became non-finite or blew up.
+            If the loss became non-finite or blew up, without early stopping.
         """
         history = self.history
         if diverged(loss, self.lowest_loss):
-            raise TrainingDivergedError(
-                f"Training diverged at epoch {epoch}: the loss became {loss}. "
-                "Lower learning_rate_init (it is "
-                f"{self.schedule.learning_rate_init}), set max_grad_norm to clip "
-                "gradients, or scale X (e.g. with StandardScaler)."
-            )
+            message = self._divergence_message(epoch, loss)
+            if validation is None:
+                raise TrainingDivergedError(message)
+            self.diverged = message
+            validation = (validation[0], math.nan)
         self.lowest_loss = min(self.lowest_loss, loss)
         history.n_iter += 1
         history.t += n_samples
@@ -337,6 +342,20 @@ class StoppingRule:
             best = history.record_validation(*validation, self.tol)
         self.schedule.epoch_end(history.t)
         return best
+
+    def _divergence_message(self, epoch, loss):
+        message = f"Training diverged at epoch {epoch}: the loss became {loss}. "
+        if not math.isfinite(loss):
+            # MLPClassifier's words for it.
+            message += (
+                "Solver produced non-finite parameter weights. The input data may "
+                "contain large values and need to be preprocessed. "
+            )
+        return message + (
+            f"Lower learning_rate_init (it is {self.schedule.learning_rate_init}), "
+            "set max_grad_norm to clip gradients, or scale X (e.g. with "
+            "StandardScaler)."
+        )
 
     def plateau(self, watching_validation):
         """After :meth:`record`: ``(stop, message)``, the message None unless
@@ -406,6 +425,8 @@ class Trainer:
         self.progress = EpochListener() if progress is None else progress
         # Plain MLPs get their gradients in closed form, others from autograd.
         self.backprop = ClosedFormBackprop.for_module(module, objective)
+        #: Set by :meth:`run` when training diverged under early stopping.
+        self.diverged = None
         self.optimizer_step = FunctionalAdamStep.for_optimizer(optimizer)
 
     def _epoch(self, data, batch_size, permutation):
@@ -481,6 +502,15 @@ class Trainer:
                 validation = None if self.validate is None else self.validate()
                 if rule.record(epoch, data.n_samples, loss, validation):
                     best_state = _copy_state(self.module)
+                if rule.diverged is not None:
+                    if best_state is None:  # no epoch of this call to go back to
+                        raise TrainingDivergedError(rule.diverged)
+                    progress.epoch_end(
+                        epoch, loss, validation, time.perf_counter() - started
+                    )
+                    self.diverged = rule.diverged
+                    stopped_early = True
+                    break
                 stop_requested = progress.epoch_end(
                     epoch, loss, validation, time.perf_counter() - started
                 )
@@ -507,72 +537,72 @@ class Trainer:
 
 
 def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
-    """Full-batch L-BFGS with a strong-Wolfe line search, like scipy's L-BFGS-B.
+    """Full-batch L-BFGS: scipy's L-BFGS-B, as MLPClassifier runs it.
+
+    scipy's optimizer (not ``torch.optim.LBFGS``) so that ``max_iter``,
+    ``max_fun`` and ``tol`` (its ``gtol``) stop training exactly where they
+    stop MLPClassifier's; torch computes the loss and its gradient.
 
     Returns
     -------
-    n_iter : int
-    loss : float
-    n_evals : int
-        Number of loss evaluations; ``max_fun`` was reached if it is not less.
+    result : scipy.optimize.OptimizeResult
+        ``nit``, ``fun`` (the final loss), ``status`` (0 if converged) and
+        ``message``; the module holds the solution.
     """
     X = dense_rows(data.X, data.dtype, data.device) if data.is_sparse else data.X
     parameters = list(module.parameters())
-    optimizer = torch.optim.LBFGS(
-        parameters,
-        lr=1.0,
-        max_iter=max_iter,
-        max_eval=max_fun,
-        tolerance_grad=tol,
-        tolerance_change=np.finfo(np.float64).eps * 1e7,
-        history_size=10,
-        line_search_fn="strong_wolfe",
-    )
+    best = [math.inf, None]  # lowest loss evaluated, and its point
 
-    best = [math.inf, None]  # lowest loss evaluated, and its weights
+    def set_parameters(x):
+        with torch.no_grad():
+            vector = torch.from_numpy(x).to(device=data.device, dtype=data.dtype)
+            torch.nn.utils.vector_to_parameters(vector, parameters)
 
-    def closure():
-        optimizer.zero_grad(set_to_none=True)
+    def loss_and_gradient(x):
+        set_parameters(x)
+        for parameter in parameters:
+            parameter.grad = None
         loss = objective(module(X), data.y, data.sample_weight)
         loss.backward()
-        # LBFGS reads the loss as a float anyway, so this adds no device sync.
         value = loss.item()
         if value < best[0]:
-            best[:] = value, [p.detach().clone() for p in parameters]
-        return loss
+            best[:] = value, x.copy()
+        gradient = torch.cat([p.grad.reshape(-1) for p in parameters])
+        return value, gradient.detach().to("cpu", torch.float64).numpy()
 
+    start = torch.nn.utils.parameters_to_vector(parameters).detach()
+    start = start.to("cpu", torch.float64).numpy()
     module.train()
     try:
-        optimizer.step(closure)
+        result = scipy.optimize.minimize(
+            loss_and_gradient,
+            start,
+            method="L-BFGS-B",
+            jac=True,
+            options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol},
+        )
+        set_parameters(result.x)
     except KeyboardInterrupt:
         # The line search may have been stopped at a trial point: go back to
         # the best weights evaluated.
         warn_at_caller(
             "Training interrupted by user; keeping the best weights reached so far."
         )
-        if best[1] is not None:
-            with torch.no_grad():
-                for parameter, value in zip(parameters, best[1], strict=True):
-                    parameter.copy_(value)
-    except RuntimeError as exc:
-        # The strong-Wolfe search can grow its step beyond float32's range.
-        if "without overflow" not in str(exc):
-            raise
-        raise TrainingDivergedError(
-            f"L-BFGS diverged: its line search step overflowed {data.dtype}. "
-            "Scale X (e.g. with StandardScaler) or increase alpha."
-        ) from exc
+        set_parameters(start if best[1] is None else best[1])
+        with torch.no_grad():
+            loss = objective(module(X), data.y, data.sample_weight).item()
+        result = scipy.optimize.OptimizeResult(
+            nit=0, fun=loss, status=-1, message="interrupted by the user"
+        )
     finally:
         module.eval()
-    with torch.no_grad():
-        loss = objective(module(X), data.y, data.sample_weight).item()
-    if not math.isfinite(loss):
+    if not math.isfinite(result.fun):
         raise TrainingDivergedError(
-            f"L-BFGS diverged: the loss became {loss}. Scale X (e.g. with "
+            f"L-BFGS diverged: the loss became {result.fun}. Scale X (e.g. with "
             "StandardScaler) or increase alpha."
         )
-    state = optimizer.state[parameters[0]]
-    return state.get("n_iter", 0), loss, state.get("func_evals", 0)
+    result.nit = min(result.nit, max_iter)
+    return result
 
 
 def _copy_state(module):

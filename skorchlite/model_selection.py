@@ -306,7 +306,9 @@ class BatchedGridSearchCV(GridSearchCV):
             if job.error is not None and self.error_score == "raise":
                 failed.append(index)  # the ordinary fit raises the real error
                 continue
-            if job.error is None and not job.converged:
+            if job.diverged is not None:
+                job.estimator._warn_diverged(job.diverged)
+            elif job.error is None and not job.converged:
                 job.estimator._warn_max_iter_reached()
             out[index] = self._score_job(job, context, per_model)
         return failed

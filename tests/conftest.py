@@ -86,23 +86,3 @@ def fitted_multilabel(multilabel):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Deselect the runs of sklearn's shared MLP tests over its own MLPRegressor.
-
-    ``tests/test_sklearn_mlp.py`` collects sklearn's ``test_mlp.py``; its tests
-    parametrized over ``[MLPClassifier, MLPRegressor]`` run here for ours only.
-    """
-    from sklearn.neural_network import MLPRegressor
-
-    def sklearn_regressor_run(item):
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        return item.path.name == "test_sklearn_mlp.py" and any(
-            value is MLPRegressor for value in params.values()
-        )
-
-    deselected = [item for item in items if sklearn_regressor_run(item)]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not sklearn_regressor_run(item)]

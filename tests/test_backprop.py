@@ -36,7 +36,7 @@ def make_case(target, activation, n_hidden_layers, seed=0):
         n_outputs,
         activation=activation,
         dropout=0.0,
-        generator=generator,
+        random_state=np.random.RandomState(seed),
         dtype=torch.float64,
         device=torch.device("cpu"),
     )

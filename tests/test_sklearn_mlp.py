@@ -1,10 +1,10 @@
-"""scikit-learn's own MLP tests, run against TorchMLPClassifier.
+"""scikit-learn's own MLP tests, run against TorchMLPClassifier and
+TorchMLPRegressor.
 
 The installed scikit-learn's ``neural_network/tests/test_mlp.py`` is read at
-test time (never copied here), its ``MLPClassifier`` import is replaced by ours,
-and every test that exercises the classifier is collected from it. Tests that
-drive only ``MLPRegressor`` (sklearn's own class until skorchlite has one) are
-left out, as are the parametrizations of shared tests over ``MLPRegressor``.
+test time (never copied here), its import of ``MLPClassifier`` and
+``MLPRegressor`` is replaced by ours, and every test in it is collected, but
+for the exclusions below.
 """
 
 import importlib.util
@@ -17,8 +17,8 @@ import sklearn
 SKLEARN_TEST_FILE = Path(sklearn.__file__).parent / "neural_network/tests/test_mlp.py"
 SKLEARN_IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor\n"
 OUR_IMPORT = (
-    "from sklearn.neural_network import MLPRegressor\n"
     "from skorchlite import TorchMLPClassifier as MLPClassifier\n"
+    "from skorchlite import TorchMLPRegressor as MLPRegressor\n"
 )
 
 # Tests that drive MLPClassifier's numpy internals, which have no counterpart in
@@ -53,16 +53,6 @@ def _load_sklearn_tests():
     return module
 
 
-def _drives_the_classifier(test):
-    """Whether a test of sklearn's file uses MLPClassifier (ours, there)."""
-    marks = getattr(test, "pytestmark", [])
-    parametrized = any(
-        mark.name == "parametrize" and module.MLPClassifier in mark.args[1]
-        for mark in marks
-    )
-    return parametrized or "MLPClassifier" in inspect.getsource(test)
-
-
 module = _load_sklearn_tests()
 SKLEARN_TESTS = {
     name: test
@@ -70,11 +60,7 @@ SKLEARN_TESTS = {
     if name.startswith("test_") and inspect.isfunction(test)
 }
 globals().update(
-    {
-        name: test
-        for name, test in SKLEARN_TESTS.items()
-        if name not in EXCLUDED and _drives_the_classifier(test)
-    }
+    {name: test for name, test in SKLEARN_TESTS.items() if name not in EXCLUDED}
 )
 
 
