@@ -248,12 +248,13 @@ def _run_block(code, filename, globs):
 
 def _in_process_cluster(monkeypatch):
     """The dask page's cluster, with its workers in this process: four worker
-    processes would each import torch again (seconds each, on two cores)."""
+    processes would each import torch again (seconds each, on two cores). Its
+    dashboard takes a free port: 8787 may be another cluster's (a warning)."""
     distributed = pytest.importorskip("distributed")
     real = distributed.LocalCluster
 
     def in_process(*args, **kwargs):
-        return real(*args, **{**kwargs, "processes": False, "dashboard_address": None})
+        return real(*args, **{**kwargs, "processes": False, "dashboard_address": ":0"})
 
     monkeypatch.setattr(distributed, "LocalCluster", in_process)
 
