@@ -9,6 +9,7 @@ top, coloured like the regions of their class.
 """
 
 import numpy as np
+from sklearn.base import is_regressor
 from sklearn.inspection import DecisionBoundaryDisplay
 from sklearn.utils.validation import check_is_fitted
 
@@ -29,10 +30,13 @@ class LossCurveDisplay:
     loss_curve : array-like of shape (n_epochs,)
         Training loss after each epoch (``loss_curve_``).
     validation_scores : array-like of shape (n_epochs,), default=None
-        Validation accuracy after each epoch (``validation_scores_``), drawn on
+        Validation score after each epoch (``validation_scores_``), drawn on
         a second y axis.
     estimator_name : str, default=None
         Name used in the title.
+    score_name : str, default="accuracy"
+        What the validation score is (``from_estimator``: "accuracy" for
+        classifiers, "R²" for regressors).
 
     Attributes
     ----------
@@ -69,10 +73,18 @@ class LossCurveDisplay:
     'validation accuracy'
     """
 
-    def __init__(self, *, loss_curve, validation_scores=None, estimator_name=None):
+    def __init__(
+        self,
+        *,
+        loss_curve,
+        validation_scores=None,
+        estimator_name=None,
+        score_name="accuracy",
+    ):
         self.loss_curve = loss_curve
         self.validation_scores = validation_scores
         self.estimator_name = estimator_name
+        self.score_name = score_name
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, name=None, **kwargs):
@@ -117,6 +129,8 @@ class LossCurveDisplay:
             loss_curve=np.asarray(loss_curve, dtype=float),
             validation_scores=getattr(estimator, "validation_scores_", None),
             estimator_name=estimator_name if name is None else name,
+            # The validation score is the estimator's ``score``.
+            score_name="R²" if is_regressor(estimator) else "accuracy",
         )
         return display.plot(ax=ax, **kwargs)
 
@@ -168,15 +182,19 @@ class LossCurveDisplay:
         (self.validation_line_,) = self.validation_ax_.plot(
             epochs[: len(scores)],
             scores,
-            **{"label": "validation accuracy", "color": "C1", **validation_kwargs},
+            **{
+                "label": f"validation {self.score_name}",
+                "color": "C1",
+                **validation_kwargs,
+            },
         )
-        self.validation_ax_.set_ylabel("validation accuracy")
-        best = scores.max()
+        self.validation_ax_.set_ylabel(f"validation {self.score_name}")
+        best = np.nanmax(scores)  # a diverged epoch scores NaN
         self.best_score_line_ = self.validation_ax_.axhline(
             best,
             color=self.validation_line_.get_color(),
             linestyle=":",
-            label=f"best validation accuracy ({best:.3f})",
+            label=f"best validation {self.score_name} ({best:.3f})",
         )
         return [self.validation_line_, self.best_score_line_]
 

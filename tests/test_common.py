@@ -3,7 +3,7 @@
 import pytest
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
-from skorchlite import TorchMLPClassifier
+from skorchlite import TorchMLPClassifier, TorchMLPRegressor
 
 # Early stopping holds out a random validation split, and dropout draws a random
 # mask per row, so a weight of 3 on a row can never equal 3 copies of it: the
@@ -46,6 +46,18 @@ CONFIGURATIONS = [
         WEIGHT_EQUIVALENCE_CHECKS | PARTIAL_FIT_CHECKS,
     ),
     (TorchMLPClassifier(dropout=0.2, random_state=0), WEIGHT_EQUIVALENCE_CHECKS),
+    (TorchMLPRegressor(), set()),
+    (
+        TorchMLPRegressor(
+            solver="sgd",
+            learning_rate_init=0.01,
+            learning_rate="adaptive",
+            activation="tanh",
+        ),
+        set(),
+    ),
+    (TorchMLPRegressor(solver="lbfgs", hidden_layer_sizes=(20, 10)), set()),
+    (TorchMLPRegressor(solver="adamw", alpha=0.01, activation="gelu"), set()),
 ]
 
 
