@@ -533,7 +533,24 @@ class Trainer:
             progress.close()
         if best_state is not None:
             self.module.load_state_dict(best_state)
+        if self.diverged is not None:
+            usable = self._finite_loss(data, batch_size) and math.isfinite(
+                self.validate()[0]
+            )
+            self.module.eval()  # validate() leaves the module training
+            if not usable:
+                # The best validation epoch is no model either (e.g. inputs
+                # near the precision's limits overflow on some rows).
+                raise TrainingDivergedError(self.diverged)
         return stopped_early
+
+    def _finite_loss(self, data, batch_size):
+        """Whether the module's loss is finite on every training row."""
+        with torch.no_grad():
+            return all(
+                torch.isfinite(self.objective.per_sample(self.module(X), y)).all()
+                for X, y, _ in data.epoch_batches(batch_size, permutation=None)
+            )
 
 
 def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):

@@ -63,6 +63,15 @@ def _check_gpu(namespace):
     assert namespace["same"]
 
 
+def _check_diabetes(namespace):
+    reg = namespace["reg"]
+    assert reg.n_iter_ < reg.max_iter  # early stopping ended training
+    assert len(reg.validation_scores_) == reg.n_iter_
+    # As good as scikit-learn's own network with the same parameters.
+    assert namespace["test_r2"] > namespace["baseline_r2"]["MLPRegressor"] - 0.03
+    assert namespace["test_r2"] > 0.25
+
+
 def _check_quickstart(namespace):
     assert namespace["test_accuracy"] > 0.96
 
@@ -91,6 +100,10 @@ CASES = {
         _check_breast_cancer,
     ),
     "plot_7_gpu.py": (["gpu_moons.png"], _check_gpu),
+    "plot_8_diabetes_regression.py": (
+        ["diabetes_loss_curve.png", "diabetes_prediction_error.png"],
+        _check_diabetes,
+    ),
     "quickstart.py": (["quickstart_decision_boundary.png"], _check_quickstart),
 }
 
@@ -124,10 +137,12 @@ def test_example(script, tmp_path, monkeypatch, capsys):
             assert figure.read(8) == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / name).stat().st_size > 10_000  # more than a blank canvas
 
-    # The printed accuracy is the one the example computed.
+    # The printed accuracy (or R²) is the one the example computed.
     out = capsys.readouterr().out
-    printed = re.findall(r"test accuracy(?: \((\w+)\))?: ([01]\.\d{3})", out)
+    printed = re.findall(r"test (accuracy|R²)(?: \((\w+)\))?: ([01]\.\d{3})", out)
     assert printed
-    if "test_accuracy" in namespace:
-        assert float(printed[-1][1]) == round(namespace["test_accuracy"], 3)
+    for name, value in (("accuracy", "test_accuracy"), ("R²", "test_r2")):
+        if value in namespace:
+            ours = [number for kind, by, number in printed if kind == name and not by]
+            assert float(ours[-1]) == round(namespace[value], 3)
     check(namespace)
