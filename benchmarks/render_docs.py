@@ -29,6 +29,10 @@ SOURCES = {
         ["Batched products", "Arithmetic of the batched digits search"],
     ),
     "compile.inc": ("results_machine.md", ["torch.compile of a training step"]),
+    "regression.inc": (
+        "results_regression.md",
+        ["TorchMLPRegressor against MLPRegressor"],
+    ),
 }
 
 
