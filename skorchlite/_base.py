@@ -38,6 +38,7 @@ from ._mlp import ACTIVATIONS, build_mlp, linear_layers
 from ._progress import CallbackEpochs, Progress, epoch_display
 from ._solvers import SOLVERS
 from ._training import (
+    FitPlan,
     History,
     LearningRateSchedule,
     Objective,
@@ -365,9 +366,11 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                     X, y, weights, incremental, history, seed, callbacks
                 )
 
-    def _train_stochastic(
-        self, X, y, weights, incremental, history, seed, callbacks=None
-    ):
+    def _fit_plan(self, X, y, weights, incremental, seed):
+        """The :class:`FitPlan` of a stochastic fit call on validated data.
+
+        Both the single fit and the batched search train from it.
+        """
         if self.batch_size != "auto" and self.batch_size > X.shape[0]:
             warn_at_caller(
                 "Got `batch_size` less than 1 or larger than sample size. It is "
@@ -379,10 +382,21 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                 X, y, weights, seed
             )
             validation = self._to_training_data(X_val, y_val, w_val)
-        data = self._to_training_data(X, y, weights)
+        return FitPlan(
+            data=self._to_training_data(X, y, weights),
+            validation=validation,
+            batch_size=self._batch_size(X.shape[0]),
+            max_epochs=self._epochs_per_call(incremental),
+            seed=seed,
+        )
+
+    def _train_stochastic(
+        self, X, y, weights, incremental, history, seed, callbacks=None
+    ):
+        plan = self._fit_plan(X, y, weights, incremental, seed)
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
-        max_epochs = self._epochs_per_call(incremental)
+        max_epochs = plan.max_epochs
         trainer = Trainer(
             self.module_,
             self._optimizer,
@@ -396,7 +410,9 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             ),
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
-            validate=None if validation is None else self._validator(validation),
+            validate=None
+            if plan.validation is None
+            else self._validator(plan.validation),
             progress=Progress(
                 [
                     epoch_display(self.verbose, max_epochs, type(self).__name__),
@@ -406,12 +422,12 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         )
         epochs_before = history.n_iter
         stopped_early = trainer.run(
-            data,
+            plan.data,
             history,
             max_epochs=max_epochs,
-            batch_size=self._batch_size(data.n_samples),
+            batch_size=plan.batch_size,
             shuffle=self.shuffle,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(plan.seed),
         )
         self._check_finite_weights()
         self._publish_history(history, n_iter=history.n_iter - epochs_before)

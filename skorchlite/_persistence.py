@@ -38,7 +38,7 @@ from torch import nn
 from ._classifier import TorchMLPClassifier
 from ._mlp import ACTIVATIONS, linear_layers
 from ._regressor import TorchMLPRegressor
-from ._targets import TARGETS, ContinuousTarget
+from ._targets import TARGETS
 from ._training import History
 
 #: The estimators a file may hold, by the format name it declares.
@@ -425,9 +425,8 @@ def _restore_fitted(estimator, fitted, tensors):
     }
     module = _rebuild_module(fitted["module"], module_tensors, dtype)
     target_type = fitted["target_type"]
-    expected = TARGETS["continuous"] if is_regressor(estimator) else None
-    if target_type not in TARGETS or (
-        (expected is not None) != (TARGETS[target_type] is expected)
+    if target_type not in TARGETS or TARGETS[target_type].regression != is_regressor(
+        estimator
     ):
         raise _FormatError(f"unsupported target type {target_type!r}.")
     attributes = {name: _decode(value) for name, value in fitted["attributes"].items()}
@@ -501,30 +500,24 @@ def _rebuild_module(layout, tensors, dtype):
 def _check_attributes(estimator, attributes, target_type, module):
     """The attributes predict relies on, consistent with the network; returns
     the target they describe."""
-    required = ["n_features_in_", "n_outputs_", "out_activation_"]
-    if target_type != "continuous":
-        required.append("classes_")
+    target_class = TARGETS[target_type]
+    required = [
+        "n_features_in_",
+        "n_outputs_",
+        "out_activation_",
+        *target_class.fitted_attributes,
+    ]
     missing = [name for name in required if name not in attributes]
     if missing:
         raise _FormatError(f"missing fitted attributes {missing}.")
     linears = linear_layers(module)
     n_outputs = attributes["n_outputs_"]
     n_features = attributes["n_features_in_"]
-    if target_type == "continuous":
-        if not isinstance(n_outputs, Integral) or n_outputs < 1:
-            raise _FormatError(f"invalid n_outputs_={n_outputs!r}.")
-        target = ContinuousTarget(int(n_outputs), estimator.loss)
-        described = f"a regression of {n_outputs} output(s)"
-    else:
-        classes = attributes["classes_"]
-        if not isinstance(classes, np.ndarray) or classes.ndim != 1:
-            raise _FormatError("classes_ must be a 1-d array.")
-        target = TARGETS[target_type](classes)
-        if not target.check_classes():
-            raise _FormatError(
-                f"{len(classes)} classes do not make a {target_type} target."
-            )
-        described = f"{len(classes)} classes of a {target_type} target"
+    try:
+        target = target_class.from_fitted(attributes, estimator)
+    except ValueError as exc:
+        raise _FormatError(str(exc)) from None
+    described = f"a {target_type} target of {target.n_outputs} output(s)"
     if n_outputs != target.n_outputs or linears[-1].out_features != n_outputs:
         raise _FormatError(
             f"{described} do not match n_outputs_={n_outputs!r} and the "

@@ -1,6 +1,5 @@
 """TorchMLPRegressor: sklearn's MLPRegressor interface over a torch module."""
 
-import numpy as np
 import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
@@ -193,7 +192,7 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
 
     _parameter_constraints: dict = {
         **BaseTorchMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions(set(ContinuousTarget.LOSSES))],
     }
 
     def __init__(
@@ -288,14 +287,11 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validate_targets(self, y, first_pass, classes):
-        if self.loss == "poisson" and np.any(y < 0):
-            raise ValueError(
-                "Some value(s) of y are negative which is not allowed for "
-                'loss="poisson".'
-            )
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        target = ContinuousTarget(n_outputs, self.loss)
+        target.check_targets(y)
         if first_pass:
-            self._target = ContinuousTarget(n_outputs, self.loss)
+            self._target = target
         elif n_outputs != self._target.n_outputs:
             raise ValueError(
                 f"y has {n_outputs} output(s) where the previous call to fit had "

@@ -16,7 +16,7 @@ and decoding, validation score, early-stopping stratification and output head;
 the estimators, the training loops, persistence and export ask it.
 """
 
-from numbers import Number
+from numbers import Integral, Number
 
 import numpy as np
 import torch
@@ -42,8 +42,16 @@ class Target:
     name = None
     out_activation = None
     classes = None
-    #: Encoded targets are class indices (one number per row), not a matrix.
-    index_coded = False
+    #: A regressor's target (else a classifier's).
+    regression = False
+    #: The fitted attributes that describe it (persistence checks them).
+    fitted_attributes = ()
+
+    @classmethod
+    def from_fitted(cls, attributes, estimator):
+        """The target that fitted ``attributes`` describe; raise ValueError if
+        they describe none."""
+        raise NotImplementedError
 
     @property
     def n_outputs(self):
@@ -91,9 +99,20 @@ class _Classification(Target):
     """Labels ``classes``; scored by (weighted) accuracy."""
 
     out_activation = "logistic"
+    fitted_attributes = ("classes_",)
 
     def __init__(self, classes):
         self.classes = classes
+
+    @classmethod
+    def from_fitted(cls, attributes, estimator):
+        classes = attributes["classes_"]
+        if not isinstance(classes, np.ndarray) or classes.ndim != 1:
+            raise ValueError("classes_ must be a 1-d array.")
+        target = cls(classes)
+        if not target.check_classes():
+            raise ValueError(f"{len(classes)} classes do not make a {cls.name} target.")
+        return target
 
     @property
     def single_class(self):
@@ -230,7 +249,6 @@ class MulticlassTarget(_Classification):
 
     name = "multiclass"
     out_activation = "softmax"
-    index_coded = True
 
     @property
     def n_outputs(self):
@@ -362,10 +380,28 @@ class ContinuousTarget(Target):
     """
 
     name = "continuous"
+    regression = True
+    #: The values of the regressor's ``loss`` parameter.
+    LOSSES = ("squared_error", "poisson")
 
     def __init__(self, n_outputs, loss="squared_error"):
         self._n_outputs = n_outputs
         self.loss = loss
+
+    @classmethod
+    def from_fitted(cls, attributes, estimator):
+        n_outputs = attributes["n_outputs_"]
+        if not isinstance(n_outputs, Integral) or n_outputs < 1:
+            raise ValueError(f"invalid n_outputs_={n_outputs!r}.")
+        return cls(int(n_outputs), estimator.loss)
+
+    def check_targets(self, y):
+        """Raise for ``y`` this loss cannot train on."""
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for "
+                'loss="poisson".'
+            )
 
     @property
     def n_outputs(self):

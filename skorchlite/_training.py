@@ -116,6 +116,23 @@ class TrainingData:
             yield X_batch, y[start:stop], None if w is None else w[start:stop]
 
 
+@dataclass
+class FitPlan:
+    """What one stochastic fit call trains on, and for how long.
+
+    The estimator makes it (:meth:`BaseTorchMLP._fit_plan`); the single fit
+    (:class:`Trainer`) and the batched search both train from it.
+    """
+
+    data: TrainingData
+    #: The rows held out for early stopping, or None.
+    validation: TrainingData | None
+    batch_size: int
+    max_epochs: int
+    #: Seeds this call's batch order.
+    seed: int
+
+
 def dense_rows(X_sparse_rows, dtype, device):
     """A dense tensor on ``device`` from a few rows of a scipy sparse matrix."""
     dense = torch.from_numpy(X_sparse_rows.toarray())

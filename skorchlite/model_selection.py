@@ -256,6 +256,7 @@ class BatchedGridSearchCV(GridSearchCV):
         started = time.perf_counter()
         train = context.splits[s][0]
         try:
+            # The prelude of the estimator's own first fit, up to its fit plan.
             estimator._validate_params()
             X_train, y_train = _safe_split(estimator, context.X, context.y, train)
             with warnings.catch_warnings():
@@ -263,8 +264,6 @@ class BatchedGridSearchCV(GridSearchCV):
                 X_train, y_train = estimator._validate_fit_data(
                     X_train, y_train, True, None
                 )
-            if sp.issparse(X_train):
-                return None
             fit_params = _check_method_params(
                 context.X, params=context.routed.estimator.fit, indices=train
             )
@@ -272,26 +271,27 @@ class BatchedGridSearchCV(GridSearchCV):
                 X_train, y_train, fit_params.get("sample_weight")
             )
             estimator._initialize(X_train, estimator._hidden_layer_sizes())
-            dtype = estimator.module_[0].weight.dtype
-            device = estimator.module_[0].weight.device
-            if estimator.dropout and device.type != "cpu":
-                return None  # its fit draws the masks from the device's RNG
-            key = (s, dtype, device)
-            validation = None
-            if estimator.early_stopping:
-                # The validation split of the estimator's own fit.
-                split = estimator._split_validation(
-                    X_train, y_train, weights, estimator._seed
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the ordinary fit would warn
+                plan = estimator._fit_plan(
+                    X_train, y_train, weights, False, estimator._seed
                 )
-                X_train, X_val, y_train, y_val, weights, w_val = split
-                validation = estimator._to_training_data(X_val, y_val, w_val)
-                key += (estimator._seed, estimator.validation_fraction)
-            if key not in data_cache:
-                data_cache[key] = estimator._to_training_data(X_train, y_train, None)
-            data = data_cache[key]
-        except Exception:
-            # Let the ordinary fit raise (or score) the error as GridSearchCV does.
+        except (ValueError, TypeError):
+            # Data or parameters the estimator's fit refuses: the ordinary fit
+            # raises (or scores) the error, as GridSearchCV does.
             return None
+        if plan.data.is_sparse:
+            return None
+        device, dtype = estimator._module_placement()
+        if estimator.dropout and device.type != "cpu":
+            return None  # its fit draws the masks from the device's RNG
+        # Models on the same rows share them in the stacked tensors.
+        key = (s, dtype, device)
+        if plan.validation is not None:
+            key += (estimator._seed, estimator.validation_fraction)
+        data = data_cache.setdefault(key, plan.data)
+        weights = plan.data.sample_weight
+        validation = plan.validation
         job = BatchedJob(estimator, key, data.X, data.y, weights, validation)
         job.task = (c, s)
         job.prepare_time = time.perf_counter() - started

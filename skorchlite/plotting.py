@@ -13,6 +13,8 @@ from sklearn.base import is_regressor
 from sklearn.inspection import DecisionBoundaryDisplay
 from sklearn.utils.validation import check_is_fitted
 
+from ._solvers import SOLVERS
+
 # The first two of scikit-learn's default (Petroff) multiclass colors, so that
 # binary and multiclass plots share a palette.
 BINARY_COLORS = ("#3f90da", "#ffa90e")
@@ -119,7 +121,8 @@ class LossCurveDisplay:
         loss_curve = getattr(estimator, "loss_curve_", None)
         # A refit with lbfgs keeps the loss_curve_ of an earlier fit (as in
         # MLPClassifier), so the solver is checked as well.
-        if getattr(estimator, "solver", None) == "lbfgs" or not loss_curve:
+        solver = SOLVERS.get(getattr(estimator, "solver", None))
+        if (solver is not None and not solver.stochastic) or not loss_curve:
             raise ValueError(
                 f"This {estimator_name} has no loss curve to plot: loss_curve_ is "
                 "only recorded by the stochastic solvers ('adam', 'adamw', "
