@@ -47,21 +47,20 @@ class SGD(Solver):
         return estimator.learning_rate
 
 
-def _fused(module):
-    return next(module.parameters()).device.type in {"cpu", "cuda"}
+def _adam_options(estimator, module):
+    return dict(
+        lr=estimator.learning_rate_init,
+        betas=(estimator.beta_1, estimator.beta_2),
+        eps=estimator.epsilon,
+        fused=next(module.parameters()).device.type in {"cpu", "cuda"},
+    )
 
 
 class Adam(Solver):
     name = "adam"
 
     def optimizer(self, estimator, module):
-        return torch.optim.Adam(
-            module.parameters(),
-            lr=estimator.learning_rate_init,
-            betas=(estimator.beta_1, estimator.beta_2),
-            eps=estimator.epsilon,
-            fused=_fused(module),
-        )
+        return torch.optim.Adam(module.parameters(), **_adam_options(estimator, module))
 
 
 class AdamW(Solver):
@@ -70,19 +69,14 @@ class AdamW(Solver):
 
     def optimizer(self, estimator, module):
         linears = linear_layers(module)
-        return torch.optim.AdamW(
-            [
-                {
-                    "params": [layer.weight for layer in linears],
-                    "weight_decay": estimator.alpha,
-                },
-                {"params": [layer.bias for layer in linears], "weight_decay": 0.0},
-            ],
-            lr=estimator.learning_rate_init,
-            betas=(estimator.beta_1, estimator.beta_2),
-            eps=estimator.epsilon,
-            fused=_fused(module),
-        )
+        groups = [
+            {
+                "params": [layer.weight for layer in linears],
+                "weight_decay": estimator.alpha,
+            },
+            {"params": [layer.bias for layer in linears], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, **_adam_options(estimator, module))
 
 
 class LBFGS(Solver):
