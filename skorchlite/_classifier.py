@@ -26,11 +26,18 @@ from ._device import (
     module_on_cpu,
     resolve_device,
     resolve_dtype,
-    seeded_torch_rng,
     tensors_to_cpu,
     torch_threads,
+    without_inference_tensors,
 )
-from ._mlp import ACTIVATIONS, build_mlp, linear_layers
+from ._mlp import (
+    ACTIVATIONS,
+    build_mlp,
+    check_hidden_layer_sizes,
+    dropout_generator,
+    linear_layers,
+)
+from ._optim import SGD, Adam, AdamW
 from ._progress import CallbackEpochs, Progress, epoch_display
 from ._targets import TargetEncoder
 from ._training import (
@@ -39,6 +46,7 @@ from ._training import (
     Objective,
     Trainer,
     TrainingData,
+    check_weight_sum,
     dense_rows,
     fit_lbfgs,
 )
@@ -482,11 +490,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         )
 
     def _hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if any(size <= 0 for size in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
-        return sizes
+        return check_hidden_layer_sizes(self.hidden_layer_sizes)
 
     def _validate_fit_data(self, X, y, first_pass, classes):
         X, y = validate_data(
@@ -520,6 +524,12 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             weights = weights * self._target_encoder.class_weights(
                 self.class_weight, y, weights
             )
+        check_weight_sum(
+            weights,
+            "sample_weight"
+            if self.class_weight is None
+            else "sample_weight * class_weight",
+        )
         return weights
 
     def _snapshot(self, first_pass):
@@ -575,7 +585,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         threads = cpu_threads_for(
             self.module_, self._batch_size(X.shape[0]), backward=True
         )
-        with seeded_torch_rng(seed, device), torch_threads(threads):
+        with dropout_generator(self.module_, seed, device), torch_threads(threads):
             if self.solver == "lbfgs":
                 self._train_lbfgs(self._to_training_data(X, y, weights), history)
             else:
@@ -711,7 +721,7 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         lr = self.learning_rate_init
         fused = module_device(self.module_).type in {"cpu", "cuda"}
         if self.solver == "sgd":
-            return torch.optim.SGD(
+            return SGD(
                 params,
                 lr=lr,
                 momentum=self.momentum,
@@ -721,16 +731,14 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if self.solver == "adamw":
             decay = [{"params": self._penalized_weights(), "weight_decay": self.alpha}]
             biases = [layer.bias for layer in linear_layers(self.module_)]
-            return torch.optim.AdamW(
+            return AdamW(
                 [*decay, {"params": biases, "weight_decay": 0.0}],
                 lr=lr,
                 betas=betas,
                 eps=self.epsilon,
                 fused=fused,
             )
-        return torch.optim.Adam(
-            params, lr=lr, betas=betas, eps=self.epsilon, fused=fused
-        )
+        return Adam(params, lr=lr, betas=betas, eps=self.epsilon, fused=fused)
 
     def _penalized_weights(self):
         return [layer.weight for layer in linear_layers(self.module_)]
@@ -939,6 +947,9 @@ class TorchMLPClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
         if "module_" not in state:
             return
+        # Unpickled or deep-copied under torch.inference_mode(), the tensors
+        # could not be trained.
+        optimizer_state = without_inference_tensors(self.module_, optimizer_state)
         self._move_to_available_device()
         if optimizer_state is not None:
             self._optimizer = self._make_optimizer()

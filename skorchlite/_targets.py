@@ -10,7 +10,8 @@ multilabel (K)    K        BCEWithLogitsLoss per label sigmoid per label
 ================  =======  ==========================  ======================
 """
 
-from numbers import Number
+import math
+from numbers import Number, Real
 
 import numpy as np
 import torch
@@ -111,6 +112,7 @@ class TargetEncoder:
         weights and repeated rows give the same class weights. Multilabel
         targets use :func:`sklearn.utils.compute_sample_weight`.
         """
+        check_class_weight_values(class_weight)
         if self.target_type == "multilabel-indicator":
             return compute_sample_weight(class_weight, y)
         if isinstance(class_weight, dict):
@@ -248,3 +250,40 @@ def check_target_type(y):
             "multiclass, or a multilabel indicator matrix of 0/1 values."
         )
     return target_type
+
+
+def check_class_weight_values(class_weight):
+    """Raise a ValueError naming the class of a weight that is not finite and >= 0.
+
+    ``compute_class_weight`` takes any number, and an infinite or NaN weight
+    trained as if it were 0 (the weighted loss drops such rows).
+
+    Parameters
+    ----------
+    class_weight : dict, list of dict, "balanced" or None
+        Only the values of dicts are checked.
+
+    Examples
+    --------
+    >>> check_class_weight_values({0: 1.0, 1: 2})
+    >>> check_class_weight_values({0: float("inf")})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: class_weight={0: inf} has the weight inf for class 0; ...
+    """
+    dicts = class_weight if isinstance(class_weight, list) else [class_weight]
+    for weights in dicts:
+        if not isinstance(weights, dict):
+            continue
+        for label, value in weights.items():
+            valid = (
+                isinstance(value, Real)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            )
+            if not valid:
+                raise ValueError(
+                    f"class_weight={class_weight!r} has the weight {value!r} for "
+                    f"class {label!r}; class weights must be finite numbers >= 0."
+                )

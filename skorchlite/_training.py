@@ -13,6 +13,7 @@ import torch
 from torch.optim.adam import adam as functional_adam
 
 from ._backprop import ClosedFormBackprop
+from ._optim import LBFGS
 from ._progress import EpochListener
 from ._warnings import warn_at_caller
 
@@ -70,6 +71,39 @@ class History:
             return True
         return False
 
+    def record_epoch(self, loss, n_samples, validation, tol):
+        """Record a finished epoch; True if its validation score is the best yet.
+
+        ``validation`` is ``(loss, score)``, or None to watch the training
+        loss. ``n_iter`` is counted last, so that an interrupt landing in here
+        leaves it counting whole epochs only (see :meth:`checkpoint`).
+        """
+        self.loss_curve.append(loss)
+        self.loss = loss
+        self.t += n_samples
+        best = False
+        if validation is None:
+            self.record_loss(loss, tol)
+        else:
+            best = self.record_validation(*validation, tol)
+        self.n_iter += 1
+        return best
+
+    def checkpoint(self):
+        """A function that drops what a partly recorded epoch left behind."""
+        n_iter, t = self.n_iter, self.t
+        curves = [self.loss_curve, self.validation_scores, self.validation_losses]
+        lengths = [len(curve) for curve in curves]
+
+        def drop_partial_epoch(n_samples):
+            epochs = self.n_iter - n_iter
+            self.t = t + epochs * n_samples
+            for curve, length in zip(curves, lengths, strict=True):
+                del curve[length + epochs :]
+            self.loss = self.loss_curve[-1] if self.loss_curve else None
+
+        return drop_partial_epoch
+
 
 @dataclass
 class TrainingData:
@@ -120,6 +154,40 @@ def dense_rows(X_sparse_rows, dtype, device):
     """A dense tensor on ``device`` from a few rows of a scipy sparse matrix."""
     dense = torch.from_numpy(X_sparse_rows.toarray())
     return dense.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def check_weight_sum(weights, names):
+    """Raise a ValueError if the training weights do not sum to a positive number.
+
+    The objective divides by ``sum(w)``; MLPClassifier accepts negative
+    weights, and so do we while their sum stays positive.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_samples,) or None
+    names : str
+        What the weights are made of, for the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_weight_sum(np.array([2.0, -1.0]), "sample_weight")
+    >>> check_weight_sum(np.array([1.0, -1.0]), "sample_weight")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sample_weight sums to 0.0 (1 of 2 weights are negative); ...
+    """
+    if weights is None:
+        return
+    total = float(np.sum(weights))
+    if total > 0:
+        return
+    n_negative = int(np.count_nonzero(weights < 0))
+    raise ValueError(
+        f"{names} sums to {total!r} ({n_negative} of {len(weights)} weights are "
+        "negative); the weights of the training rows must sum to a positive "
+        "number, as the loss is their weighted mean sum(w * loss) / sum(w)."
+    )
 
 
 class LearningRateSchedule:
@@ -232,7 +300,9 @@ class FunctionalAdamStep:
     def for_optimizer(cls, optimizer):
         """A functional step for a plain Adam/AdamW, else ``optimizer.step``."""
         # Older torch versions keep AdamW apart, without this group key.
-        plain_adam = type(optimizer) in (torch.optim.Adam, torch.optim.AdamW) and all(
+        plain_adam = isinstance(
+            optimizer, torch.optim.Adam | torch.optim.AdamW
+        ) and all(
             "decoupled_weight_decay" in group
             and not (
                 group["amsgrad"]
@@ -384,6 +454,7 @@ class Trainer:
         lowest_loss = min(history.loss_curve, default=math.inf)
         progress = self.progress
         progress.start(max_epochs)
+        drop_partial_epoch = history.checkpoint()
         self.module.train()
         try:
             for epoch in range(1, max_epochs + 1):
@@ -395,8 +466,6 @@ class Trainer:
                     else None
                 )
                 loss = self._epoch(data, batch_size, permutation).item()
-                history.n_iter += 1
-                history.t += data.n_samples
                 if diverged(loss, lowest_loss):
                     raise TrainingDivergedError(
                         f"Training diverged at epoch {epoch}: the loss "
@@ -405,15 +474,16 @@ class Trainer:
                         "clip gradients, or scale X (e.g. with StandardScaler)."
                     )
                 lowest_loss = min(lowest_loss, loss)
-                history.loss = loss
-                history.loss_curve.append(loss)
-                validation = None
+                # Validate (and copy the weights that may be the best) before
+                # recording anything of the epoch: a Ctrl-C in the validation
+                # pass then leaves no epoch recorded without its score.
+                validation, candidate = None, None
                 if self.validate is not None:
                     validation = self.validate()
-                    if history.record_validation(*validation, self.tol):
-                        best_state = _copy_state(self.module)
-                else:
-                    history.record_loss(loss, self.tol)
+                    if validation[1] >= history.best_validation_score:
+                        candidate = _copy_state(self.module)
+                if history.record_epoch(loss, data.n_samples, validation, self.tol):
+                    best_state = candidate
                 stop_requested = progress.epoch_end(
                     epoch, loss, validation, time.perf_counter() - started
                 )
@@ -429,6 +499,7 @@ class Trainer:
                         break
                     history.no_improvement_count = 0
         except KeyboardInterrupt:
+            drop_partial_epoch(data.n_samples)
             warn_at_caller(
                 "Training interrupted by user; keeping the weights reached so far."
             )
@@ -467,7 +538,7 @@ def fit_lbfgs(module, objective, data, *, max_iter, max_fun, tol):
     """
     X = dense_rows(data.X, data.dtype, data.device) if data.is_sparse else data.X
     parameters = list(module.parameters())
-    optimizer = torch.optim.LBFGS(
+    optimizer = LBFGS(
         parameters,
         lr=1.0,
         max_iter=max_iter,
