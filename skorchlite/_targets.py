@@ -269,7 +269,7 @@ def check_class_weight_values(class_weight):
     >>> check_class_weight_values({0: float("inf")})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: class_weight={0: inf} has the weight inf for class 0; ...
+    ValueError: class_weight: the weight of class 0 is inf; class weights must be ...
     """
     dicts = class_weight if isinstance(class_weight, list) else [class_weight]
     for weights in dicts:
@@ -283,7 +283,8 @@ def check_class_weight_values(class_weight):
                 and value >= 0
             )
             if not valid:
+                shown = value if isinstance(value, Real) else repr(value)
                 raise ValueError(
-                    f"class_weight={class_weight!r} has the weight {value!r} for "
-                    f"class {label!r}; class weights must be finite numbers >= 0."
+                    f"class_weight: the weight of class {label!r} is {shown}; "
+                    "class weights must be finite numbers >= 0."
                 )
