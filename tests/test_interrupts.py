@@ -66,6 +66,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     score = again.fit(X, y).score(X, y)
 assert score > 0.8, score
+again.predict_proba(X)
+# Nothing on the fit or predict path imports these lazily (an interrupt
+# inside such an import broke the process).
+heavy = {"sympy", "mpmath", "torch._dynamo", "torch._inductor"} & set(sys.modules)
+assert not heavy, heavy
 print("OK", outcome, flush=True)
 """
 
