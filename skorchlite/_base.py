@@ -30,11 +30,17 @@ from ._device import (
     module_on_cpu,
     resolve_device,
     resolve_dtype,
-    seeded_torch_rng,
     tensors_to_cpu,
     torch_threads,
+    without_inference_tensors,
 )
-from ._mlp import ACTIVATIONS, build_mlp, linear_layers
+from ._mlp import (
+    ACTIVATIONS,
+    build_mlp,
+    check_hidden_layer_sizes,
+    dropout_generator,
+    linear_layers,
+)
 from ._progress import CallbackEpochs, Progress, epoch_display
 from ._solvers import SOLVERS
 from ._training import (
@@ -44,6 +50,7 @@ from ._training import (
     Objective,
     Trainer,
     TrainingData,
+    check_weight_sum,
     dense_rows,
     fit_lbfgs,
 )
@@ -270,11 +277,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         )
 
     def _hidden_layer_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if any(size <= 0 for size in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
-        return sizes
+        return check_hidden_layer_sizes(self.hidden_layer_sizes)
 
     def _validate_fit_data(self, X, y, first_pass, classes):
         X, y = validate_data(
@@ -302,7 +305,9 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         """The rows' weights, or None when all rows weigh the same."""
         if sample_weight is None:
             return None
-        return _check_sample_weight(sample_weight, X, dtype=np.float64)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        check_weight_sum(weights, "sample_weight")
+        return weights
 
     def _snapshot(self, first_pass):
         """What to put back if training fails: attributes, and weights if reused."""
@@ -358,7 +363,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         threads = cpu_threads_for(
             self.module_, self._batch_size(X.shape[0]), backward=True
         )
-        with seeded_torch_rng(seed, device), torch_threads(threads):
+        with dropout_generator(self.module_, seed, device), torch_threads(threads):
             if not self._solver_spec.stochastic:
                 self._train_lbfgs(self._to_training_data(X, y, weights), history)
             else:
@@ -651,6 +656,9 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         super().__setstate__(state)
         if "module_" not in state:
             return
+        # Unpickled or deep-copied under torch.inference_mode(), the tensors
+        # could not be trained.
+        optimizer_state = without_inference_tensors(self.module_, optimizer_state)
         self._move_to_available_device()
         if optimizer_state is not None:
             self._optimizer = self._make_optimizer()

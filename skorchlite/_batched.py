@@ -16,8 +16,9 @@ gradients, and so do their outgoing weights unless the activation of 0 is not 0
 (the logistic), where the gradient is masked. Training sets of different sizes
 that give the same batches (the folds of most data sets) are zero-padded to
 the largest, their padded rows weighing 0. Dropout masks are drawn model by
-model, from a generator seeded as the model's fit seeds torch's, in the shape
-the fit draws them, so they are the fit's own masks.
+model, from a generator seeded as the model's fit seeds the dropout generator
+it owns (:func:`skorchlite._mlp.dropout_generator`), in the shape the fit
+draws them, so they are the fit's own masks.
 """
 
 import itertools
@@ -262,7 +263,7 @@ class BatchedGroup:
         self.dtype = jobs[0].X.dtype
         self.device = jobs[0].X.device
         # Dropout draws each model's masks as its own fit does: from a CPU
-        # generator seeded like the fit's global one, mask by mask, in the
+        # generator seeded like the fit's dropout generator, mask by mask, in the
         # shape of the model's own batch and layer.
         self.dropout = None
         if any(job.estimator.dropout for job in jobs):

@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTorchMLP, _supports_partial_fit
 from ._targets import classification_target
+from ._training import check_weight_sum
 
 
 def _check_partial_fit_params(estimator):
@@ -318,7 +319,9 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
             return weights
         if weights is None:
             weights = np.ones(X.shape[0])
-        return weights * self._target.class_weights(self.class_weight, y, weights)
+        weights = weights * self._target.class_weights(self.class_weight, y, weights)
+        check_weight_sum(weights, "sample_weight * class_weight")
+        return weights
 
     # -------------------------------------------------------------- predict
 

@@ -121,27 +121,50 @@ def tensors_to_cpu(obj):
     return obj
 
 
-@contextlib.contextmanager
-def seeded_torch_rng(seed, device):
-    """Seed torch's global RNG (used by dropout) inside, restore it on exit.
+def without_inference_tensors(module, optimizer_state=None):
+    """Replace ``module``'s inference tensors by ordinary copies, in place.
 
-    This keeps fits reproducible without perturbing the user's own torch RNG.
+    Tensors created under ``torch.inference_mode()`` (a model unpickled,
+    deep-copied or loaded there) can never be updated in place outside it, so
+    such a model could not be trained. Call this before building an optimizer
+    over ``module``: parameters that are replaced are new objects.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    optimizer_state : dict or None
+        An optimizer ``state_dict``; returned with its inference tensors copied.
+
+    Returns
+    -------
+    dict or None
+        ``optimizer_state``, fixed.
     """
-    if device.type == "cpu":
-        fork = torch.random.fork_rng(devices=[])
-    else:
-        fork = torch.random.fork_rng(
-            devices=[device.index or 0], device_type=device.type
-        )
-    with fork:
-        # Seed only the generators that fork_rng restores: torch.manual_seed
-        # would also reseed every other device's for good (and costs ~1 ms).
-        torch.default_generator.manual_seed(seed)
-        if device.type == "cuda":
-            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
-        elif device.type == "mps":
-            torch.mps.manual_seed(seed)
-        yield
+    with torch.inference_mode(False):
+        for submodule in module.modules():
+            for name, parameter in list(submodule.named_parameters(recurse=False)):
+                if parameter.is_inference():
+                    setattr(
+                        submodule,
+                        name,
+                        torch.nn.Parameter(
+                            parameter.clone(), requires_grad=parameter.requires_grad
+                        ),
+                    )
+            for name, buffer in list(submodule.named_buffers(recurse=False)):
+                if buffer.is_inference():
+                    setattr(submodule, name, buffer.clone())
+        return _clone_inference_tensors(optimizer_state)
+
+
+def _clone_inference_tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.clone() if obj.is_inference() else obj
+    if isinstance(obj, dict):
+        return {key: _clone_inference_tensors(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_clone_inference_tensors(value) for value in obj)
+    return obj
 
 
 # Below this many floating-point operations per step, extra CPU threads cost

@@ -36,7 +36,7 @@ from sklearn.base import is_regressor
 from torch import nn
 
 from ._classifier import TorchMLPClassifier
-from ._mlp import ACTIVATIONS, linear_layers
+from ._mlp import ACTIVATIONS, Dropout, linear_layers
 from ._regressor import TorchMLPRegressor
 from ._targets import TARGETS
 from ._training import History
@@ -181,7 +181,10 @@ def load(path):
         name = getattr(path, "name", "the file object")
     try:
         manifest, weights = _read_archive(data)
-        return _build(manifest, weights)
+        # Tensors made under the caller's torch.inference_mode() could never
+        # be trained.
+        with torch.inference_mode(False):
+            return _build(manifest, weights)
     except _FormatError as exc:
         raise ValueError(f"{name} is not a skorchlite model file: {exc}") from None
     except RecursionError:
@@ -241,7 +244,7 @@ def _layout(module):
                     "out_features": layer.out_features,
                 }
             )
-        elif type(layer) is nn.Dropout:
+        elif type(layer) in (nn.Dropout, Dropout):
             layout.append({"layer": "dropout", "p": float(layer.p)})
         elif type(layer) in _ACTIVATION_NAMES and repr(layer) == repr(type(layer)()):
             layout.append(
@@ -469,7 +472,7 @@ def _rebuild_module(layout, tensors, dtype):
         elif kind == "activation" and spec["name"] in ACTIVATIONS:
             layers.append(ACTIVATIONS[spec["name"]].module())
         elif kind == "dropout" and isinstance(spec["p"], Real) and 0 <= spec["p"] < 1:
-            layers.append(nn.Dropout(spec["p"]))
+            layers.append(Dropout(spec["p"]))
         else:
             raise _FormatError(f"unsupported layer {index}: {spec}.")
     linears = [layer for layer in layers if isinstance(layer, nn.Linear)]

@@ -9,6 +9,7 @@ stacked update is not batched (never trained as another solver).
 
 import torch
 
+from . import _optim
 from ._mlp import linear_layers
 
 
@@ -36,7 +37,7 @@ class SGD(Solver):
     name = "sgd"
 
     def optimizer(self, estimator, module):
-        return torch.optim.SGD(
+        return _optim.SGD(
             module.parameters(),
             lr=estimator.learning_rate_init,
             momentum=estimator.momentum,
@@ -60,7 +61,7 @@ class Adam(Solver):
     name = "adam"
 
     def optimizer(self, estimator, module):
-        return torch.optim.Adam(module.parameters(), **_adam_options(estimator, module))
+        return _optim.Adam(module.parameters(), **_adam_options(estimator, module))
 
 
 class AdamW(Solver):
@@ -76,7 +77,7 @@ class AdamW(Solver):
             },
             {"params": [layer.bias for layer in linears], "weight_decay": 0.0},
         ]
-        return torch.optim.AdamW(groups, **_adam_options(estimator, module))
+        return _optim.AdamW(groups, **_adam_options(estimator, module))
 
 
 class LBFGS(Solver):

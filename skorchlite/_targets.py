@@ -16,7 +16,8 @@ and decoding, validation score, early-stopping stratification and output head;
 the estimators, the training loops, persistence and export ask it.
 """
 
-from numbers import Integral, Number
+import math
+from numbers import Integral, Number, Real
 
 import numpy as np
 import torch
@@ -168,6 +169,7 @@ class _Classification(Target):
         "balanced" counts the classes with ``sample_weight``, so that integer
         weights and repeated rows give the same class weights.
         """
+        check_class_weight_values(class_weight)
         if isinstance(class_weight, dict):
             unknown = set(class_weight) - set(self.classes.tolist())
             if unknown:
@@ -324,6 +326,7 @@ class MultilabelTarget(_Classification):
         return (outputs > 0).to(torch.int64)
 
     def class_weights(self, class_weight, y, sample_weight):
+        check_class_weight_values(class_weight)
         return compute_sample_weight(class_weight, y)
 
     def check_compatible(self, y, warm_start):
@@ -536,3 +539,41 @@ def check_target_type(y):
             "multiclass, or a multilabel indicator matrix of 0/1 values."
         )
     return target_type
+
+
+def check_class_weight_values(class_weight):
+    """Raise a ValueError naming the class of a weight that is not finite and >= 0.
+
+    ``compute_class_weight`` takes any number, and an infinite or NaN weight
+    trained as if it were 0 (the weighted loss drops such rows).
+
+    Parameters
+    ----------
+    class_weight : dict, list of dict, "balanced" or None
+        Only the values of dicts are checked.
+
+    Examples
+    --------
+    >>> check_class_weight_values({0: 1.0, 1: 2})
+    >>> check_class_weight_values({0: float("inf")})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: class_weight: the weight of class 0 is inf; class weights must be ...
+    """
+    dicts = class_weight if isinstance(class_weight, list) else [class_weight]
+    for weights in dicts:
+        if not isinstance(weights, dict):
+            continue
+        for label, value in weights.items():
+            valid = (
+                isinstance(value, Real)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value >= 0
+            )
+            if not valid:
+                shown = value if isinstance(value, Real) else repr(value)
+                raise ValueError(
+                    f"class_weight: the weight of class {label!r} is {shown}; "
+                    "class weights must be finite numbers >= 0."
+                )

@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import scipy.optimize
 import torch
 from torch.optim.adam import adam as functional_adam
@@ -69,6 +70,21 @@ class History:
             self.best_validation_score = score
             return True
         return False
+
+    def checkpoint(self):
+        """A function that drops what a partly recorded epoch left behind."""
+        n_iter, t = self.n_iter, self.t
+        curves = [self.loss_curve, self.validation_scores, self.validation_losses]
+        lengths = [len(curve) for curve in curves]
+
+        def drop_partial_epoch(n_samples):
+            epochs = self.n_iter - n_iter
+            self.t = t + epochs * n_samples
+            for curve, length in zip(curves, lengths, strict=True):
+                del curve[length + epochs :]
+            self.loss = self.loss_curve[-1] if self.loss_curve else None
+
+        return drop_partial_epoch
 
 
 @dataclass
@@ -137,6 +153,40 @@ def dense_rows(X_sparse_rows, dtype, device):
     """A dense tensor on ``device`` from a few rows of a scipy sparse matrix."""
     dense = torch.from_numpy(X_sparse_rows.toarray())
     return dense.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def check_weight_sum(weights, names):
+    """Raise a ValueError if the training weights do not sum to a positive number.
+
+    The objective divides by ``sum(w)``; MLPClassifier accepts negative
+    weights, and so do we while their sum stays positive.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_samples,) or None
+    names : str
+        What the weights are made of, for the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_weight_sum(np.array([2.0, -1.0]), "sample_weight")
+    >>> check_weight_sum(np.array([1.0, -1.0]), "sample_weight")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: sample_weight sums to 0.0 (1 of 2 weights are negative); ...
+    """
+    if weights is None:
+        return
+    total = float(np.sum(weights))
+    if total > 0:
+        return
+    n_negative = int(np.count_nonzero(weights < 0))
+    raise ValueError(
+        f"{names} sums to {total!r} ({n_negative} of {len(weights)} weights are "
+        "negative); the weights of the training rows must sum to a positive "
+        "number, as the loss is their weighted mean sum(w * loss) / sum(w)."
+    )
 
 
 class LearningRateSchedule:
@@ -250,7 +300,9 @@ class FunctionalAdamStep:
     def for_optimizer(cls, optimizer):
         """A functional step for a plain Adam/AdamW, else ``optimizer.step``."""
         # Older torch versions keep AdamW apart, without this group key.
-        plain_adam = type(optimizer) in (torch.optim.Adam, torch.optim.AdamW) and all(
+        plain_adam = isinstance(
+            optimizer, torch.optim.Adam | torch.optim.AdamW
+        ) and all(
             "decoupled_weight_decay" in group
             and not (
                 group["amsgrad"]
@@ -348,15 +400,17 @@ class StoppingRule:
             self.diverged = message
             validation = (validation[0], math.nan)
         self.lowest_loss = min(self.lowest_loss, loss)
-        history.n_iter += 1
-        history.t += n_samples
-        history.loss = loss
         history.loss_curve.append(loss)
+        history.loss = loss
+        history.t += n_samples
         best = False
         if validation is None:
             history.record_loss(loss, self.tol)
         else:
             best = history.record_validation(*validation, self.tol)
+        # Counted last, so that an interrupt in here leaves n_iter counting
+        # whole epochs only (see History.checkpoint).
+        history.n_iter += 1
         self.schedule.epoch_end(history.t)
         return best
 
@@ -503,6 +557,7 @@ class Trainer:
         )
         progress = self.progress
         progress.start(max_epochs)
+        drop_partial_epoch = history.checkpoint()
         self.module.train()
         try:
             for epoch in range(1, max_epochs + 1):
@@ -514,11 +569,16 @@ class Trainer:
                     else None
                 )
                 loss = self._epoch(data, batch_size, permutation).item()
-                # Validated before anything is recorded, so that an interrupt
-                # here leaves the history consistent.
-                validation = None if self.validate is None else self.validate()
+                # Validate (and copy the weights that may be the best) before
+                # recording anything of the epoch: a Ctrl-C in the validation
+                # pass then leaves no epoch recorded without its score.
+                validation, candidate = None, None
+                if self.validate is not None:
+                    validation = self.validate()
+                    if validation[1] >= history.best_validation_score:
+                        candidate = _copy_state(self.module)
                 if rule.record(epoch, data.n_samples, loss, validation):
-                    best_state = _copy_state(self.module)
+                    best_state = candidate
                 if rule.diverged is not None:
                     if best_state is None:  # no epoch of this call to go back to
                         raise TrainingDivergedError(rule.diverged)
@@ -541,6 +601,7 @@ class Trainer:
                     stopped_early = True
                     break
         except KeyboardInterrupt:
+            drop_partial_epoch(data.n_samples)
             warn_at_caller(
                 "Training interrupted by user; keeping the weights reached so far."
             )

@@ -4,6 +4,7 @@ Fitted fixtures are module-scoped and shared: tests must not mutate them
 (``clone`` or ``copy.deepcopy`` first).
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -12,6 +13,10 @@ from sklearn.datasets import make_blobs, make_moons, make_multilabel_classificat
 from sklearn.exceptions import ConvergenceWarning
 
 from skorchlite import TorchMLPClassifier
+
+# Randomized tests (threads, interrupts) repeat a few times in CI and many
+# times with SKORCHLITE_SLOW_TESTS=1.
+SLOW_TESTS = os.environ.get("SKORCHLITE_SLOW_TESTS", "0") not in {"", "0"}
 
 # Small networks and few epochs keep every fit in the tens of milliseconds.
 SMALL = {"hidden_layer_sizes": (8,), "max_iter": 10, "random_state": 0}
@@ -38,6 +43,13 @@ def fit_quietly():
     """``fit_quietly(estimator, X, y, **fit_params)``: fit, ignoring
     ConvergenceWarning (expected with the few epochs used in tests)."""
     return _fit_quietly
+
+
+@pytest.fixture(scope="session")
+def trials():
+    """``trials(ci, slow)``: how many times to repeat a randomized test,
+    ``slow`` times when SKORCHLITE_SLOW_TESTS=1 and ``ci`` times otherwise."""
+    return lambda ci, slow: slow if SLOW_TESTS else ci
 
 
 @pytest.fixture(scope="session")
