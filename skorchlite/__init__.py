@@ -5,13 +5,21 @@ from ._classifier import TorchMLPClassifier
 from ._onnx import export_onnx
 from ._persistence import load, save
 from ._regressor import TorchMLPRegressor
-from .model_selection import BatchedGridSearchCV
+from .model_selection import (
+    BatchedGridSearchCV,
+    BatchedHalvingGridSearchCV,
+    BatchedHalvingRandomSearchCV,
+    BatchedRandomizedSearchCV,
+)
 from .plotting import LossCurveDisplay, plot_decision_boundaries
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchedGridSearchCV",
+    "BatchedHalvingGridSearchCV",
+    "BatchedHalvingRandomSearchCV",
+    "BatchedRandomizedSearchCV",
     "LossCurveDisplay",
     "TorchMLPClassifier",
     "TorchMLPRegressor",

@@ -6,10 +6,20 @@ import sys
 import warnings
 
 import sklearn.base
+import sklearn.model_selection._search
+import sklearn.model_selection._search_successive_halving
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-# sklearn's _fit_context decorator wraps fit and partial_fit in a frame of its own.
-_WRAPPER_FILES = {inspect.getfile(sklearn.base)}
+# sklearn's _fit_context decorator wraps fit and partial_fit in a frame of its
+# own; the batched searches run inside the sklearn search's _run_search.
+_WRAPPER_FILES = {
+    inspect.getfile(module)
+    for module in (
+        sklearn.base,
+        sklearn.model_selection._search,
+        sklearn.model_selection._search_successive_halving,
+    )
+}
 
 
 def _is_ours(frame):

@@ -1,12 +1,16 @@
-"""Hyper-parameter search that trains the whole grid at once.
+"""Hyper-parameter searches that train many models at once.
 
-:class:`BatchedGridSearchCV` is :class:`sklearn.model_selection.GridSearchCV`
-for :class:`~skorchlite.TorchMLPClassifier`: the (candidate, fold) models that
-share a training-loop shape are stacked into batched tensors
-(:mod:`skorchlite._batched`) and one step of the loop advances all of them.
+:class:`BatchedGridSearchCV`, :class:`BatchedRandomizedSearchCV`,
+:class:`BatchedHalvingGridSearchCV` and :class:`BatchedHalvingRandomSearchCV`
+are sklearn's searches for :class:`~skorchlite.TorchMLPClassifier` and
+:class:`~skorchlite.TorchMLPRegressor` (alone or at the end of a ``Pipeline``):
+the (candidate, fold) models that share a training-loop shape are stacked into
+batched tensors (:mod:`skorchlite._batched`) and one step of the loop advances
+all of them.
 """
 
 import copy
+import inspect
 import time
 import warnings
 from collections import defaultdict
@@ -15,13 +19,23 @@ from numbers import Integral
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import _fit_context, clone, is_classifier
-from sklearn.model_selection import GridSearchCV, ParameterGrid, check_cv
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+    check_cv,
+)
+from sklearn.model_selection._search import BaseSearchCV
 from sklearn.model_selection._validation import (
     _fit_and_score,
     _insert_error_scores,
     _score,
     _warn_or_raise_about_fit_failures,
 )
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples, indexable
 
@@ -33,105 +47,14 @@ from ._regressor import TorchMLPRegressor
 from ._solvers import SOLVERS
 
 
-class BatchedGridSearchCV(GridSearchCV):
-    """Exhaustive search over a TorchMLPClassifier grid, trained in batches.
+class _BatchedSearchMixin(BaseSearchCV):
+    """``BaseSearchCV.fit`` with the (candidate, fold) fits trained in batches.
 
-    The interface, ``cv_results_`` and fitted attributes are those of
-    :class:`sklearn.model_selection.GridSearchCV`, so swapping the import keeps
-    the rest of the code. Instead of fitting the ``n_candidates * n_splits``
-    models one after the other, the models whose training loops have the same
-    shape (solver, activation, depth, batch size, batches per epoch, shuffle,
-    dtype, device) are trained together, as stacked tensors: hidden widths and
-    the folds' training sets are zero-padded, and ``learning_rate_init``,
-    ``alpha``, ``beta_1``, ``beta_2``, ``epsilon``, ``momentum``,
-    ``nesterovs_momentum``, ``learning_rate``, ``power_t``, ``class_weight``,
-    ``dropout``, ``max_grad_norm``, ``tol``, ``n_iter_no_change``, ``max_iter``
-    and ``random_state`` vary freely inside one batch. Each model stops on its own
-    rule, exactly as ``TorchMLPClassifier.fit`` would stop it; with
-    ``early_stopping=True`` it holds out its fit's validation rows, and keeps
-    its best weights.
-
-    Each batched model is the model ``TorchMLPClassifier(**params).fit`` gives on
-    that fold (same initial weights, batch order, loss curve and stopping
-    epoch, up to floating-point rounding), then scored through its own
-    ``predict`` path, so ``cv_results_`` matches ``GridSearchCV``'s.
-
-    Falls back to ordinary fits (run with ``n_jobs``) for the candidates the
-    batched path does not cover: an estimator that is not a
-    ``TorchMLPClassifier`` (e.g. a ``Pipeline``), ``solver="lbfgs"``,
-    ``dropout > 0`` on a GPU, activations other than
-    ``"identity"``, ``"logistic"``, ``"tanh"`` and ``"relu"``, sparse ``X``,
-    fit parameters other than ``sample_weight``, and estimators with sklearn
-    callbacks.
-    ``best_estimator_`` is always refit with an ordinary ``fit``.
-
-    Parameters
-    ----------
-    estimator : TorchMLPClassifier or estimator
-        The estimator to tune. With ``random_state=None``, one int seed is
-        drawn per search and set on every candidate (and on
-        ``best_estimator_``), so the refit model is reproducible; a
-        ``RandomState`` instance gives each candidate the int it would draw
-        first, as its clones inside ``GridSearchCV`` do.
-    param_grid : dict or list of dicts
-        As in ``GridSearchCV``.
-    scoring : str, callable, list, tuple, dict or None, default=None
-        As in ``GridSearchCV``.
-    n_jobs : int or None, default=None
-        Parallel jobs for the fallback fits only; batched training uses torch's
-        threads.
-    refit : bool, str or callable, default=True
-        As in ``GridSearchCV``.
-    cv : int, cross-validation generator or iterable, default=None
-        As in ``GridSearchCV`` (stratified 5-fold for classifiers by default).
-    verbose : int, default=0
-        Prints the number of fits, and how many were batched, when > 0.
-    pre_dispatch : int or str, default="2*n_jobs"
-        As in ``GridSearchCV`` (fallback fits).
-    error_score : "raise" or float, default=np.nan
-        Score of a fit that fails (diverges); ``"raise"`` raises its error.
-    return_train_score : bool, default=False
-        As in ``GridSearchCV``.
-
-    Attributes
-    ----------
-    cv_results_ : dict of numpy (masked) ndarrays
-        As in ``GridSearchCV``. ``mean_fit_time`` of a batched model is its
-        group's training time divided by the group's size.
-    best_estimator_ : TorchMLPClassifier
-        A plain fitted estimator, refit on all of ``X`` with ``best_params_``.
-    best_score_ : float
-    best_params_ : dict
-    best_index_ : int
-    scorer_ : function or dict
-    n_splits_ : int
-    refit_time_ : float
-    multimetric_ : bool
-    n_batched_fits_ : int
-        How many (candidate, fold) models were trained in batches.
-    n_batch_groups_ : int
-        How many batched training runs they took.
-
-    See Also
-    --------
-    sklearn.model_selection.GridSearchCV : The one-model-at-a-time search.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import make_moons
-    >>> from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
-    >>> X, y = make_moons(200, noise=0.1, random_state=0)
-    >>> search = BatchedGridSearchCV(
-    ...     TorchMLPClassifier(max_iter=50, random_state=0),
-    ...     {"hidden_layer_sizes": [(8,), (16,)], "learning_rate_init": [0.01, 0.03]},
-    ...     cv=3,
-    ... ).fit(X, y)
-    >>> search.n_batched_fits_, search.n_batch_groups_
-    (12, 2)
-    >>> sorted(search.best_params_)
-    ['hidden_layer_sizes', 'learning_rate_init']
-    >>> bool(search.best_score_ > 0.8)
-    True
+    Put after the sklearn search in the bases (``class
+    BatchedGridSearchCV(GridSearchCV, _BatchedSearchMixin)``): its ``fit``
+    then runs the search's own ``_run_search`` (and, for the halving searches,
+    their own preparation in ``fit``), and only the evaluation of each list of
+    candidates is batched.
     """
 
     @_fit_context(
@@ -145,42 +68,78 @@ class BatchedGridSearchCV(GridSearchCV):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training vectors.
-        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         **params : dict of str -> object
-            ``sample_weight`` (split with the folds) and ``groups`` (for the
-            splitter), as in ``GridSearchCV``.
+            ``sample_weight`` (``<step>__sample_weight`` for a Pipeline; split
+            with the folds) and ``groups`` (for the splitter), as in sklearn's
+            searches.
 
         Returns
         -------
-        self : BatchedGridSearchCV
+        self : object
             The fitted search.
         """
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         params = _check_method_params(X, params=params)
         routed = self._get_routed_params_for_fit(params)
-        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         split_params = routed.splitter.split
-        self.n_splits_ = cv.get_n_splits(X, y, **split_params)
-        splits = list(cv.split(X, y, **split_params))
-        if len(splits) != self.n_splits_:
-            raise ValueError(
-                "cv.split and cv.get_n_splits return inconsistent results. "
-                f"Expected {self.n_splits_} splits, got {len(splits)}"
-            )
-        candidates = list(ParameterGrid(self.param_grid))
-        if not candidates or not splits:
-            raise ValueError(
-                "No fits were performed. Was the CV iterator empty? Were there no "
-                "candidates?"
-            )
-        base = _with_int_seed(clone(self.estimator))
-        context = _SearchContext(
-            X, y, splits, candidates, routed, scorers, self.return_train_score
+        callback_ctx = None
+        if hasattr(self, "_init_callback_context"):  # scikit-learn >= 1.9
+            callback_ctx = self._init_callback_context(
+                max_subtasks=1 + (self.refit is not False)
+            ).call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=None)
+        self._checked_cv_orig = check_cv(
+            self.cv, y, classifier=is_classifier(self.estimator)
         )
-        out = self._evaluate(base, context)
-        self._store_results(base, candidates, out, scorers, refit_metric, X, y, routed)
+        self._check_input_parameters(X=X, y=y, split_params=split_params)
+        self.n_splits_ = self._checked_cv_orig.get_n_splits(X, y, **split_params)
+        base = _with_int_seed(clone(self.estimator))
+        self.n_batched_fits_ = self.n_batch_groups_ = 0
+        all_candidates, all_out, all_more = [], [], defaultdict(list)
+        results = {}
+
+        def evaluate_candidates(
+            candidate_params, cv=None, more_results=None, callback_ctx=None
+        ):
+            nonlocal results
+            cv = cv or self._checked_cv_orig
+            candidates = list(candidate_params)
+            splits = list(cv.split(X, y, **split_params))
+            if len(splits) != self.n_splits_:
+                raise ValueError(
+                    "cv.split and cv.get_n_splits return inconsistent results. "
+                    f"Expected {self.n_splits_} splits, got {len(splits)}"
+                )
+            if not candidates or not splits:
+                raise ValueError(
+                    "No fits were performed. Was the CV iterator empty? Were there "
+                    "no candidates?"
+                )
+            context = _SearchContext(
+                X, y, splits, candidates, routed, scorers, self.return_train_score
+            )
+            out = self._evaluate(base, context)
+            _warn_or_raise_about_fit_failures(out, self.error_score)
+            if callable(self.scoring):
+                _insert_error_scores(out, self.error_score)
+            all_candidates.extend(candidates)
+            all_out.extend(out)
+            for key, value in (more_results or {}).items():
+                all_more[key].extend(value)
+            results = self._format_results(
+                all_candidates, self.n_splits_, all_out, all_more
+            )
+            return results
+
+        if "callback_ctx" in inspect.signature(self._run_search).parameters:
+            self._run_search(evaluate_candidates, callback_ctx=callback_ctx)
+        else:
+            self._run_search(evaluate_candidates)
+        self._store_results(base, all_out, results, scorers, refit_metric, X, y, routed)
+        if callback_ctx is not None:
+            callback_ctx.call_on_fit_task_end(estimator=self, X=X, y=y, metadata=None)
         return self
 
     # ------------------------------------------------------------ evaluate
@@ -197,26 +156,35 @@ class BatchedGridSearchCV(GridSearchCV):
                 f"candidates, totalling {len(tasks)} fits"
             )
         out = [None] * len(tasks)
-        groups, fallback = defaultdict(list), []
-        data_cache = {}
+        groups, reasons = defaultdict(list), defaultdict(list)
+        caches = {"data": {}, "preprocessed": defaultdict(list)}
         for index, (c, s) in enumerate(tasks):
-            job = self._prepare(base, context, c, s, data_cache)
-            if job is None:
-                fallback.append(index)
+            job = self._prepare(base, context, c, s, caches)
+            if isinstance(job, str):
+                reasons[job].append(index)
             else:
                 groups[_group_key(job)].append((index, job))
         groups = [part for group in groups.values() for part in _split_by_width(group)]
         runs = [BatchedGroup([job for _, job in members]) for members in groups]
         train_groups(runs)
         for members, run in zip(groups, runs, strict=True):
-            fallback.extend(self._score_group(members, run.seconds, context, out))
-        self.n_batched_fits_ = len(tasks) - len(fallback)
-        self.n_batch_groups_ = len(groups)
+            for index in self._score_group(members, run.seconds, context, out):
+                reasons[_RAISE_DIVERGED].append(index)
+        fallback = sorted(i for indices in reasons.values() for i in indices)
+        n_batched = len(tasks) - len(fallback)
+        self.n_batched_fits_ += n_batched
+        self.n_batch_groups_ += len(groups)
         if self.verbose > 0:
             print(
-                f"Trained {self.n_batched_fits_} fits in {len(groups)} batched "
-                f"group(s); {len(fallback)} ordinary fit(s)"
+                f"Trained {n_batched} fits in {len(groups)} batched group(s); "
+                f"{len(fallback)} ordinary fit(s)"
             )
+            for reason, indices in reasons.items():
+                candidates = sorted({tasks[i][0] for i in indices})
+                print(
+                    f"Ordinary fits ({len(indices)}) of candidates "
+                    f"{', '.join(map(str, candidates))}: {reason}"
+                )
         kwargs = dict(
             scorer=context.scorers,
             fit_params=context.routed.estimator.fit,
@@ -247,53 +215,71 @@ class BatchedGridSearchCV(GridSearchCV):
             out[i] = result
         return out
 
-    def _prepare(self, base, context, c, s, data_cache):
-        """A :class:`BatchedJob` for candidate ``c`` on split ``s``, or None to
-        fall back to an ordinary fit."""
-        estimator = clone(base).set_params(**clone(context.candidates[c], safe=False))
-        if not _batchable(estimator, context):
-            return None
+    def _prepare(self, base, context, c, s, caches):
+        """A :class:`BatchedJob` for candidate ``c`` on split ``s``, or why
+        it falls back to an ordinary fit (a str)."""
+        params = context.candidates[c]
+        candidate = clone(base).set_params(**clone(params, safe=False))
+        estimator, final_name = _final_step(candidate)
+        reason = _fallback_reason(candidate, estimator, final_name, params, context)
+        if reason is not None:
+            return reason
         started = time.perf_counter()
         train = context.splits[s][0]
+        X_train, y_train = _safe_split(candidate, context.X, context.y, train)
+        fit_params = _check_method_params(
+            context.X, params=context.routed.estimator.fit, indices=train
+        )
+        sample_weight = fit_params.get(_routed_name(final_name, "sample_weight"))
+        data_key = (s,)
+        if final_name is not None:
+            found = _preprocessed(candidate, params, s, X_train, y_train, caches)
+            if isinstance(found, str):
+                return found
+            number, steps, X_train = found
+            # Scored as the pipeline its ordinary fit gives: the preprocessing
+            # fitted on this fold, shared by the candidates that search the
+            # same preprocessing parameters.
+            candidate.steps = [*steps, candidate.steps[-1]]
+            data_key += (number,)
+        try:
+            estimator._validate_params()
+        except InvalidParameterError:
+            return "invalid parameters (the ordinary fit reports them)"
         try:
             # The prelude of the estimator's own first fit, up to its fit plan.
-            estimator._validate_params()
-            X_train, y_train = _safe_split(estimator, context.X, context.y, train)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 X_train, y_train = estimator._validate_fit_data(
                     X_train, y_train, True, None
                 )
-            fit_params = _check_method_params(
-                context.X, params=context.routed.estimator.fit, indices=train
-            )
-            weights = estimator._training_weights(
-                X_train, y_train, fit_params.get("sample_weight")
-            )
+            weights = estimator._training_weights(X_train, y_train, sample_weight)
             estimator._initialize(X_train, estimator._hidden_layer_sizes())
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the ordinary fit would warn
                 plan = estimator._fit_plan(
                     X_train, y_train, weights, False, estimator._seed
                 )
-        except (ValueError, TypeError):
-            # Data or parameters the estimator's fit refuses: the ordinary fit
-            # raises (or scores) the error, as GridSearchCV does.
-            return None
+        except (ValueError, TypeError) as exc:
+            # Data the estimator's fit refuses: the ordinary fit raises (or
+            # scores) the error, as sklearn's searches do.
+            return f"its fit raises {type(exc).__name__}"
         if plan.data.is_sparse:
-            return None
+            return "sparse X"
         device, dtype = estimator._module_placement()
         if estimator.dropout and device.type != "cpu":
-            return None  # its fit draws the masks from the device's RNG
+            # Its fit draws the masks from the device's generator.
+            return f"dropout > 0 on {device.type}"
         # Models on the same rows share them in the stacked tensors.
-        key = (s, dtype, device)
+        key = (*data_key, dtype, device)
         if plan.validation is not None:
             key += (estimator._seed, estimator.validation_fraction)
-        data = data_cache.setdefault(key, plan.data)
+        data = caches["data"].setdefault(key, plan.data)
         weights = plan.data.sample_weight
         validation = plan.validation
         job = BatchedJob(estimator, key, data.X, data.y, weights, validation)
         job.task = (c, s)
+        job.scored = candidate
         job.prepare_time = time.perf_counter() - started
         return job
 
@@ -315,7 +301,7 @@ class BatchedGridSearchCV(GridSearchCV):
 
     def _score_job(self, job, context, fit_time):
         train, test = context.splits[job.task[1]]
-        estimator = job.estimator
+        estimator = job.scored
         result = {"fit_error": job.error}
         if job.error is not None:
             error = self.error_score
@@ -353,14 +339,8 @@ class BatchedGridSearchCV(GridSearchCV):
 
     # ------------------------------------------------------------- results
 
-    def _store_results(
-        self, base, candidates, out, scorers, refit_metric, X, y, routed
-    ):
-        """Aggregate ``out`` and refit, as ``GridSearchCV.fit`` does."""
-        _warn_or_raise_about_fit_failures(out, self.error_score)
-        if callable(self.scoring):
-            _insert_error_scores(out, self.error_score)
-        results = self._format_results(candidates, self.n_splits_, out)
+    def _store_results(self, base, out, results, scorers, refit_metric, X, y, routed):
+        """Select the best candidate and refit, as ``BaseSearchCV.fit`` does."""
         self.multimetric_ = isinstance(out[0]["test_scores"], dict)
         if callable(self.scoring) and self.multimetric_:
             self._check_refit_for_multimetric(out[0]["test_scores"])
@@ -390,6 +370,377 @@ class BatchedGridSearchCV(GridSearchCV):
         self.cv_results_ = results
 
 
+_RAISE_DIVERGED = "the fit diverged, and error_score='raise' raises its error"
+
+
+class BatchedGridSearchCV(GridSearchCV, _BatchedSearchMixin):
+    """Exhaustive search over a TorchMLP grid, trained in batches.
+
+    The interface, ``cv_results_`` and fitted attributes are those of
+    :class:`sklearn.model_selection.GridSearchCV`, so swapping the import keeps
+    the rest of the code. Instead of fitting the ``n_candidates * n_splits``
+    models one after the other, the models whose training loops have the same
+    shape (solver, activation, depth, batch size, batches per epoch, shuffle,
+    dtype, device) are trained together, as stacked tensors: hidden widths and
+    the folds' training sets are zero-padded, and ``learning_rate_init``,
+    ``alpha``, ``beta_1``, ``beta_2``, ``epsilon``, ``momentum``,
+    ``nesterovs_momentum``, ``learning_rate``, ``power_t``, ``class_weight``,
+    ``dropout``, ``max_grad_norm``, ``tol``, ``n_iter_no_change``, ``max_iter``
+    and ``random_state`` vary freely inside one batch. Each model stops on its own
+    rule, exactly as ``TorchMLPClassifier.fit`` would stop it; with
+    ``early_stopping=True`` it holds out its fit's validation rows, and keeps
+    its best weights.
+
+    Each batched model is the model ``TorchMLPClassifier(**params).fit`` gives on
+    that fold (same initial weights, batch order, loss curve and stopping
+    epoch, up to floating-point rounding), then scored through its own
+    ``predict`` path, so ``cv_results_`` matches ``GridSearchCV``'s.
+
+    A ``Pipeline`` whose last step is a ``TorchMLPClassifier`` or
+    ``TorchMLPRegressor`` batches too: its other steps are fitted once per
+    fold and distinct values of the grid's parameters for them, and the last
+    step's models are batched on their output.
+
+    Falls back to ordinary fits (run with ``n_jobs``) for the candidates the
+    batched path does not cover: other estimators, ``solver="lbfgs"``,
+    ``dropout > 0`` on a GPU, activations other than ``"identity"``,
+    ``"logistic"``, ``"tanh"`` and ``"relu"``, sparse ``X``, fit parameters
+    other than ``sample_weight``, estimators with sklearn callbacks, and fits
+    that raise before training (invalid parameters or data). ``verbose=1``
+    prints which candidates fell back and why. ``best_estimator_`` is always
+    refit with an ordinary ``fit``.
+
+    Parameters
+    ----------
+    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+        The estimator to tune. With ``random_state=None`` (on the estimator or
+        on a Pipeline's last step), one int seed is
+        drawn per search and set on every candidate (and on
+        ``best_estimator_``), so the refit model is reproducible; a
+        ``RandomState`` instance gives each candidate the int it would draw
+        first, as its clones inside ``GridSearchCV`` do.
+    param_grid : dict or list of dicts
+        As in ``GridSearchCV``.
+    scoring : str, callable, list, tuple, dict or None, default=None
+        As in ``GridSearchCV``.
+    n_jobs : int or None, default=None
+        Parallel jobs for the fallback fits only; batched training uses torch's
+        threads.
+    refit : bool, str or callable, default=True
+        As in ``GridSearchCV``.
+    cv : int, cross-validation generator or iterable, default=None
+        As in ``GridSearchCV`` (stratified 5-fold for classifiers by default).
+    verbose : int, default=0
+        When > 0, prints the number of fits, how many were batched, and which
+        candidates fell back to ordinary fits and why.
+    pre_dispatch : int or str, default="2*n_jobs"
+        As in ``GridSearchCV`` (fallback fits).
+    error_score : "raise" or float, default=np.nan
+        Score of a fit that fails (diverges); ``"raise"`` raises its error.
+    return_train_score : bool, default=False
+        As in ``GridSearchCV``.
+
+    Attributes
+    ----------
+    cv_results_ : dict of numpy (masked) ndarrays
+        As in ``GridSearchCV``. ``mean_fit_time`` of a batched model is its
+        group's training time divided by the group's size.
+    best_estimator_ : estimator
+        A plain fitted estimator (or Pipeline), refit on all of ``X`` with
+        ``best_params_``.
+    best_score_ : float
+    best_params_ : dict
+    best_index_ : int
+    scorer_ : function or dict
+    n_splits_ : int
+    refit_time_ : float
+    multimetric_ : bool
+    n_batched_fits_ : int
+        How many (candidate, fold) models were trained in batches.
+    n_batch_groups_ : int
+        How many batched training runs they took.
+
+    See Also
+    --------
+    sklearn.model_selection.GridSearchCV : The one-model-at-a-time search.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+    >>> X, y = make_moons(200, noise=0.1, random_state=0)
+    >>> search = BatchedGridSearchCV(
+    ...     TorchMLPClassifier(max_iter=50, random_state=0),
+    ...     {"hidden_layer_sizes": [(8,), (16,)], "learning_rate_init": [0.01, 0.03]},
+    ...     cv=3,
+    ... ).fit(X, y)
+    >>> search.n_batched_fits_, search.n_batch_groups_
+    (12, 2)
+    >>> sorted(search.best_params_)
+    ['hidden_layer_sizes', 'learning_rate_init']
+    >>> bool(search.best_score_ > 0.8)
+    True
+    """
+
+
+class BatchedRandomizedSearchCV(RandomizedSearchCV, _BatchedSearchMixin):
+    """Randomized search over TorchMLP parameters, trained in batches.
+
+    :class:`sklearn.model_selection.RandomizedSearchCV` whose
+    ``n_iter * n_splits`` fits train as :class:`BatchedGridSearchCV` trains
+    a grid's: the same sampled candidates, ``cv_results_``, ``best_params_``
+    and refit as ``RandomizedSearchCV``, and the same fallback to ordinary fits
+    (``verbose=1`` says which and why).
+
+    Parameters
+    ----------
+    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+        As in :class:`BatchedGridSearchCV`.
+    param_distributions : dict or list of dicts
+        As in ``RandomizedSearchCV``.
+    n_iter : int, default=10
+        Number of candidates sampled.
+    scoring : str, callable, list, tuple, dict or None, default=None
+        As in ``RandomizedSearchCV``.
+    n_jobs : int or None, default=None
+        Parallel jobs for the fallback fits only.
+    refit : bool, str or callable, default=True
+        As in ``RandomizedSearchCV``.
+    cv : int, cross-validation generator or iterable, default=None
+        As in ``RandomizedSearchCV``.
+    verbose : int, default=0
+        As in :class:`BatchedGridSearchCV`.
+    pre_dispatch : int or str, default="2*n_jobs"
+        As in ``RandomizedSearchCV`` (fallback fits).
+    random_state : int, RandomState instance or None, default=None
+        Samples the candidates, as in ``RandomizedSearchCV``.
+    error_score : "raise" or float, default=np.nan
+        As in :class:`BatchedGridSearchCV`.
+    return_train_score : bool, default=False
+        As in ``RandomizedSearchCV``.
+
+    Attributes
+    ----------
+    cv_results_ : dict of numpy (masked) ndarrays
+        As in ``RandomizedSearchCV``.
+    best_estimator_ : estimator
+        Refit on all of ``X`` with ``best_params_`` by an ordinary ``fit``.
+    best_score_ : float
+    best_params_ : dict
+    best_index_ : int
+    scorer_ : function or dict
+    n_splits_ : int
+    refit_time_ : float
+    multimetric_ : bool
+    n_batched_fits_ : int
+        How many (candidate, fold) models were trained in batches.
+    n_batch_groups_ : int
+        How many batched training runs they took.
+
+    See Also
+    --------
+    sklearn.model_selection.RandomizedSearchCV : The one-model-at-a-time search.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import make_moons
+    >>> from skorchlite import BatchedRandomizedSearchCV, TorchMLPClassifier
+    >>> X, y = make_moons(200, noise=0.1, random_state=0)
+    >>> search = BatchedRandomizedSearchCV(
+    ...     TorchMLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0),
+    ...     {"learning_rate_init": loguniform(1e-3, 1e-1), "alpha": [1e-4, 1e-2]},
+    ...     n_iter=4, cv=3, random_state=0,
+    ... ).fit(X, y)
+    >>> search.n_batched_fits_
+    12
+    >>> sorted(search.best_params_)
+    ['alpha', 'learning_rate_init']
+    """
+
+
+class BatchedHalvingGridSearchCV(HalvingGridSearchCV, _BatchedSearchMixin):
+    """Successive halving over a TorchMLP grid, each round trained in batches.
+
+    :class:`sklearn.model_selection.HalvingGridSearchCV` (experimental in
+    scikit-learn; importing skorchlite enables it) whose rounds train as
+    :class:`BatchedGridSearchCV` trains a grid: the same rounds, candidates,
+    ``cv_results_``, ``best_params_`` and refit as ``HalvingGridSearchCV``.
+    With ``resource="n_samples"`` each round's folds are subsamples, and its
+    models batch on them; ``resource="max_iter"`` batches too.
+
+    Parameters
+    ----------
+    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+        As in :class:`BatchedGridSearchCV`.
+    param_grid : dict or list of dicts
+        As in ``HalvingGridSearchCV``.
+    factor : int or float, default=3
+        As in ``HalvingGridSearchCV``.
+    resource : "n_samples" or str, default="n_samples"
+        As in ``HalvingGridSearchCV``.
+    max_resources : int or "auto", default="auto"
+        As in ``HalvingGridSearchCV``.
+    min_resources : {"exhaust", "smallest"} or int, default="exhaust"
+        As in ``HalvingGridSearchCV``.
+    aggressive_elimination : bool, default=False
+        As in ``HalvingGridSearchCV``.
+    cv : int, cross-validation generator or iterable, default=5
+        As in ``HalvingGridSearchCV``.
+    scoring : str, callable or None, default=None
+        As in ``HalvingGridSearchCV``.
+    refit : bool or callable, default=True
+        As in ``HalvingGridSearchCV``.
+    error_score : "raise" or float, default=np.nan
+        As in :class:`BatchedGridSearchCV`.
+    return_train_score : bool, default=True
+        As in ``HalvingGridSearchCV``.
+    random_state : int, RandomState instance or None, default=None
+        Subsamples the rows of each round, as in ``HalvingGridSearchCV``.
+    n_jobs : int or None, default=None
+        Parallel jobs for the fallback fits only.
+    verbose : int, default=0
+        As in :class:`BatchedGridSearchCV`.
+
+    Attributes
+    ----------
+    n_resources_ : list of int
+    n_candidates_ : list of int
+    n_remaining_candidates_ : int
+    max_resources_ : int
+    min_resources_ : int
+    n_iterations_ : int
+    n_possible_iterations_ : int
+    n_required_iterations_ : int
+    cv_results_ : dict of numpy (masked) ndarrays
+        As in ``HalvingGridSearchCV``.
+    best_estimator_ : estimator
+        Refit on all of ``X`` with ``best_params_`` by an ordinary ``fit``.
+    best_score_ : float
+    best_params_ : dict
+    best_index_ : int
+    scorer_ : function or dict
+    n_splits_ : int
+    refit_time_ : float
+    multimetric_ : bool
+    n_batched_fits_ : int
+        How many (candidate, fold) models were trained in batches, all rounds.
+    n_batch_groups_ : int
+        How many batched training runs they took.
+
+    See Also
+    --------
+    sklearn.model_selection.HalvingGridSearchCV : The one-model-at-a-time search.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from skorchlite import BatchedHalvingGridSearchCV, TorchMLPClassifier
+    >>> X, y = make_moons(300, noise=0.1, random_state=0)
+    >>> search = BatchedHalvingGridSearchCV(
+    ...     TorchMLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0),
+    ...     {"learning_rate_init": [0.003, 0.01, 0.03, 0.1]},
+    ...     factor=2, cv=3, random_state=0,
+    ... ).fit(X, y)
+    >>> search.n_candidates_, search.n_batched_fits_
+    ([4, 2, 1], 21)
+    """
+
+
+class BatchedHalvingRandomSearchCV(HalvingRandomSearchCV, _BatchedSearchMixin):
+    """Successive halving over sampled TorchMLP candidates, trained in batches.
+
+    :class:`sklearn.model_selection.HalvingRandomSearchCV` (experimental in
+    scikit-learn; importing skorchlite enables it) whose rounds train as
+    :class:`BatchedGridSearchCV` trains a grid: the same sampled candidates,
+    rounds, ``cv_results_``, ``best_params_`` and refit as
+    ``HalvingRandomSearchCV``.
+
+    Parameters
+    ----------
+    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+        As in :class:`BatchedGridSearchCV`.
+    param_distributions : dict or list of dicts
+        As in ``HalvingRandomSearchCV``.
+    n_candidates : "exhaust" or int, default="exhaust"
+        As in ``HalvingRandomSearchCV``.
+    factor : int or float, default=3
+        As in ``HalvingRandomSearchCV``.
+    resource : "n_samples" or str, default="n_samples"
+        As in ``HalvingRandomSearchCV``.
+    max_resources : int or "auto", default="auto"
+        As in ``HalvingRandomSearchCV``.
+    min_resources : {"exhaust", "smallest"} or int, default="smallest"
+        As in ``HalvingRandomSearchCV``.
+    aggressive_elimination : bool, default=False
+        As in ``HalvingRandomSearchCV``.
+    cv : int, cross-validation generator or iterable, default=5
+        As in ``HalvingRandomSearchCV``.
+    scoring : str, callable or None, default=None
+        As in ``HalvingRandomSearchCV``.
+    refit : bool or callable, default=True
+        As in ``HalvingRandomSearchCV``.
+    error_score : "raise" or float, default=np.nan
+        As in :class:`BatchedGridSearchCV`.
+    return_train_score : bool, default=True
+        As in ``HalvingRandomSearchCV``.
+    random_state : int, RandomState instance or None, default=None
+        Samples the candidates and subsamples the rows, as in
+        ``HalvingRandomSearchCV``.
+    n_jobs : int or None, default=None
+        Parallel jobs for the fallback fits only.
+    verbose : int, default=0
+        As in :class:`BatchedGridSearchCV`.
+
+    Attributes
+    ----------
+    n_resources_ : list of int
+    n_candidates_ : list of int
+    n_remaining_candidates_ : int
+    max_resources_ : int
+    min_resources_ : int
+    n_iterations_ : int
+    n_possible_iterations_ : int
+    n_required_iterations_ : int
+    cv_results_ : dict of numpy (masked) ndarrays
+        As in ``HalvingRandomSearchCV``.
+    best_estimator_ : estimator
+        Refit on all of ``X`` with ``best_params_`` by an ordinary ``fit``.
+    best_score_ : float
+    best_params_ : dict
+    best_index_ : int
+    scorer_ : function or dict
+    n_splits_ : int
+    refit_time_ : float
+    multimetric_ : bool
+    n_batched_fits_ : int
+        How many (candidate, fold) models were trained in batches, all rounds.
+    n_batch_groups_ : int
+        How many batched training runs they took.
+
+    See Also
+    --------
+    sklearn.model_selection.HalvingRandomSearchCV : The one-model-at-a-time
+        search.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import make_moons
+    >>> from skorchlite import BatchedHalvingRandomSearchCV, TorchMLPClassifier
+    >>> X, y = make_moons(300, noise=0.1, random_state=0)
+    >>> search = BatchedHalvingRandomSearchCV(
+    ...     TorchMLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0),
+    ...     {"learning_rate_init": loguniform(1e-3, 1e-1)},
+    ...     n_candidates=4, factor=2, cv=3, random_state=0,
+    ... ).fit(X, y)
+    >>> search.n_candidates_
+    [4, 2, 1]
+    >>> search.n_batched_fits_ == 3 * sum(search.n_candidates_)
+    True
+    """
+
+
 class _SearchContext:
     """What every (candidate, split) evaluation of one ``fit`` call shares."""
 
@@ -402,44 +753,108 @@ class _SearchContext:
         self.return_train_score = return_train
 
 
+def _final_step(candidate):
+    """The estimator to batch and, for a Pipeline, its step name."""
+    if isinstance(candidate, Pipeline) and candidate.steps:
+        name, last = candidate.steps[-1]
+        return last, name
+    return candidate, None
+
+
+def _routed_name(step, param):
+    """A fit parameter's name for the searched estimator (``step__param`` in a
+    Pipeline, without metadata routing)."""
+    return param if step is None else f"{step}__{param}"
+
+
 def _with_int_seed(estimator):
-    """Give our estimator one int seed for the whole search."""
-    if not isinstance(estimator, BaseTorchMLP):
+    """Give our estimator (or a Pipeline's final one) one int seed for the
+    whole search."""
+    target, _ = _final_step(estimator)
+    if not isinstance(target, BaseTorchMLP):
         return estimator
-    random_state = estimator.random_state
+    random_state = target.random_state
     if not isinstance(random_state, Integral):
         # A RandomState is deep-copied into every clone, which then draws the
         # same first int: draw it once from a copy.
-        estimator.set_params(random_state=_seed_from(copy.deepcopy(random_state)))
+        target.set_params(random_state=_seed_from(copy.deepcopy(random_state)))
     return estimator
 
 
-def _batchable(estimator, context):
-    """Whether the batched loop reproduces ``estimator.fit`` exactly."""
-    if (
-        type(estimator) not in (TorchMLPClassifier, TorchMLPRegressor)
-        or context.y is None
-    ):
-        return False
-    fit_params = context.routed.estimator.fit
-    return (
-        _has_stacked_update(estimator.solver)
-        and _has_closed_form_gradient(estimator.activation)
-        and not getattr(estimator, "_skl_callbacks", None)
-        and set(fit_params) <= {"sample_weight"}
-        and not sp.issparse(context.X)
-        and isinstance(estimator.random_state, Integral)
-    )
-
-
-def _has_stacked_update(solver):
+def _fallback_reason(candidate, estimator, final_name, params, context):
+    """Why the batched loop cannot reproduce ``candidate.fit``, or None."""
+    if type(estimator) not in (TorchMLPClassifier, TorchMLPRegressor):
+        return (
+            f"{type(estimator).__name__} is not a TorchMLPClassifier or "
+            "TorchMLPRegressor (alone or a Pipeline's last step)"
+        )
+    if context.y is None:
+        return "no y"
+    if final_name is not None:
+        if type(candidate) is not Pipeline:
+            return f"{type(candidate).__name__} is a Pipeline subclass"
+        if getattr(candidate, "transform_input", None) is not None:
+            return "Pipeline(transform_input=...)"
+        if "steps" in params:
+            return "the grid replaces the Pipeline's steps"
+    allowed = {_routed_name(final_name, "sample_weight")}
+    extra = sorted(set(context.routed.estimator.fit) - allowed)
+    if extra:
+        return f"fit parameters {', '.join(extra)} (only {allowed.pop()} batches)"
+    solver, activation = estimator.solver, estimator.activation
     spec = SOLVERS.get(solver) if isinstance(solver, str) else None
-    return spec is not None and spec.stacked_update is not None
-
-
-def _has_closed_form_gradient(activation):
+    if spec is None or spec.stacked_update is None:
+        return f"solver={solver!r} has no stacked update"
     spec = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
-    return spec is not None and spec.closed_form
+    if spec is None or not spec.closed_form:
+        return f"activation={activation!r} has no closed-form gradient"
+    if getattr(estimator, "_skl_callbacks", None):
+        return "the estimator has sklearn callbacks"
+    if final_name is None and sp.issparse(context.X):
+        return "sparse X"
+    if not isinstance(estimator.random_state, Integral):
+        return "random_state is not an int"
+    return None
+
+
+def _same_value(a, b):
+    if a is b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # e.g. arrays: compared by identity only
+        return False
+
+
+def _preprocessed(pipeline, params, split, X_train, y_train, caches):
+    """``(number, fitted steps, transformed X_train)`` of the Pipeline's steps
+    before the last, fitted once per split and distinct preprocessing
+    parameters of the candidates (``number`` tells them apart); or why the
+    candidate falls back (a str)."""
+    last = pipeline.steps[-1][0]
+    own = {
+        name: value
+        for name, value in params.items()
+        if name != last and not name.startswith(f"{last}__")
+    }
+    seen = caches["preprocessed"][split]
+    for number, (other, found) in enumerate(seen):
+        if other.keys() == own.keys() and all(
+            _same_value(value, other[name]) for name, value in own.items()
+        ):
+            return found if isinstance(found, str) else (number, *found)
+    if len(pipeline.steps) == 1:
+        found = ([], X_train)
+    else:
+        steps = pipeline[:-1]
+        try:
+            Xt = steps.fit_transform(X_train, y_train)
+        except Exception as exc:  # the user's transformers: their ordinary fit
+            found = f"fitting the preprocessing steps raises {type(exc).__name__}"
+        else:
+            found = (steps.steps, Xt)
+    seen.append((own, found))
+    return found if isinstance(found, str) else (len(seen) - 1, *found)
 
 
 # A group whose stacked hidden activations exceed this many numbers is split by

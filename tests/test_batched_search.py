@@ -1,17 +1,32 @@
-"""BatchedGridSearchCV: the same results as GridSearchCV, trained in batches."""
+"""Batched searches: the same results as sklearn's searches, trained in batches."""
 
 import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.datasets import make_moons
+from scipy.stats import loguniform, uniform
+from sklearn.datasets import make_moons, make_regression
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
-from sklearn.model_selection import GridSearchCV, KFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    KFold,
+    RandomizedSearchCV,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
+from skorchlite import (
+    BatchedGridSearchCV,
+    BatchedHalvingGridSearchCV,
+    BatchedHalvingRandomSearchCV,
+    BatchedRandomizedSearchCV,
+    TorchMLPClassifier,
+    TorchMLPRegressor,
+)
 from skorchlite._batched import BatchedGroup
 from skorchlite._device import torch_threads
 from skorchlite._training import TrainingDivergedError
@@ -228,11 +243,6 @@ def test_unsupported_candidates_fall_back_to_ordinary_fits(moons):
     # Only the last candidate, on 2 folds.
     assert_same_results(plain, batched, n_batched_fits=2, atol=0)
 
-    pipeline = make_pipeline(StandardScaler(), TorchMLPClassifier(**BASE))
-    grid = {"torchmlpclassifier__learning_rate_init": [0.01, 0.1]}
-    plain, batched = both(pipeline, grid, X, y, cv=2)
-    assert_same_results(plain, batched, n_batched_fits=0, atol=0)
-
 
 def test_diverged_fits_get_error_score(moons):
     X, y = moons
@@ -300,12 +310,17 @@ def test_warns_like_grid_search_cv_when_max_iter_is_reached(moons):
     grid = {"tol": [0.0, 0.5]}
     estimator = TorchMLPClassifier(max_iter=40, random_state=0)
     counts = []
-    for search in (GridSearchCV, BatchedGridSearchCV):
+    for search in (GridSearchCV, BatchedGridSearchCV, BatchedRandomizedSearchCV):
+        kwargs = {"n_iter": 2} if search is BatchedRandomizedSearchCV else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            search(estimator, grid, cv=3, refit=False).fit(X, y)
-        counts.append(sum(w.category is ConvergenceWarning for w in caught))
-    assert counts == [3, 3]
+            search(estimator, grid, cv=3, refit=False, **kwargs).fit(X, y)
+        caught = [w for w in caught if w.category is ConvergenceWarning]
+        counts.append(len(caught))
+        if search is not GridSearchCV:
+            # Attributed to the line that called fit.
+            assert {w.filename for w in caught} == {__file__}
+    assert counts == [3, 3, 3]
 
 
 def test_an_interrupted_search_stops_every_group(moons, monkeypatch):
@@ -329,3 +344,183 @@ def test_an_interrupted_search_stops_every_group(moons, monkeypatch):
     with torch_threads(2), pytest.raises(KeyboardInterrupt):
         BatchedGridSearchCV(estimator, grid, cv=2).fit(X, y)
     assert len(relu_epochs) < 100_000
+
+
+class CountingScaler(StandardScaler):
+    """A StandardScaler that records each fit (on how many rows)."""
+
+    fits = []
+
+    def fit(self, X, y=None, sample_weight=None):
+        CountingScaler.fits.append(len(X))
+        return super().fit(X, y, sample_weight)
+
+
+def test_pipelines_batch_the_last_step_per_preprocessing(blobs, monkeypatch):
+    # Two distinct preprocessings (with_mean) x three folds: the scaler is
+    # fitted 6 times, plus once for the refit; the 8 MLPs of each
+    # preprocessing batch on its output (the folds' rows stay apart).
+    X, y = blobs
+    monkeypatch.setattr(CountingScaler, "fits", [])
+    pipeline = make_pipeline(CountingScaler(), TorchMLPClassifier(**BASE))
+    grid = {
+        "countingscaler__with_mean": [True, False],
+        "torchmlpclassifier__hidden_layer_sizes": [(4,), (8,)],
+        "torchmlpclassifier__learning_rate_init": [0.01, 0.05],
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        batched = BatchedGridSearchCV(
+            pipeline, grid, cv=3, scoring=SCORING, refit="brier"
+        ).fit(X, y)
+    assert CountingScaler.fits == [60] * 6 + [90]
+    plain = GridSearchCV(pipeline, grid, cv=3, scoring=SCORING, refit="brier")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain.fit(X, y)
+    assert_same_results(plain, batched, n_batched_fits=8 * 3)
+    assert batched.n_batch_groups_ == 1
+    # The refit is an ordinary Pipeline fit.
+    assert isinstance(batched.best_estimator_, Pipeline)
+    assert_allclose(
+        batched.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-12
+    )
+
+
+def test_pipelines_with_replaced_steps_and_sample_weight(moons, rng):
+    X, y = moons
+    sample_weight = rng.integers(0, 3, len(y)).astype(float)
+    pipeline = Pipeline(
+        [("scale", StandardScaler()), ("mlp", TorchMLPClassifier(**BASE))]
+    )
+    grid = {
+        "scale": [StandardScaler(), MinMaxScaler(), "passthrough"],
+        "mlp__alpha": [1e-4, 0.5],
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = GridSearchCV(pipeline, grid, cv=3, scoring=brier)
+        plain.fit(X, y, mlp__sample_weight=sample_weight)
+        batched = BatchedGridSearchCV(pipeline, grid, cv=3, scoring=brier)
+        batched.fit(X, y, mlp__sample_weight=sample_weight)
+    assert_same_results(plain, batched, n_batched_fits=6 * 3)
+
+
+def test_regressor_pipeline_batches(regression_data):
+    X, y = regression_data
+    pipeline = make_pipeline(
+        StandardScaler(), TorchMLPRegressor(max_iter=15, random_state=0)
+    )
+    grid = {
+        "torchmlpregressor__hidden_layer_sizes": [(4,), (8, 3)],
+        "torchmlpregressor__learning_rate_init": [0.01, 0.05],
+    }
+    plain, batched = both(pipeline, grid, X, y, cv=3)
+    assert_same_results(plain, batched, n_batched_fits=4 * 3)
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    X, y = make_regression(80, n_features=5, n_targets=2, noise=1.0, random_state=0)
+    return X, y / 50
+
+
+def test_verbose_says_which_candidates_fell_back_and_why(moons, capsys):
+    X, y = moons
+    grid = [
+        {"solver": ["lbfgs"], "max_iter": [5, 10]},
+        {"activation": ["gelu"]},
+        {"learning_rate_init": [0.01, 0.05]},
+    ]
+    estimator = TorchMLPClassifier(hidden_layer_sizes=(5,), **BASE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = BatchedGridSearchCV(estimator, grid, cv=2, verbose=1).fit(X, y)
+    assert search.n_batched_fits_ == 4
+    lines = capsys.readouterr().out.splitlines()
+    assert "Trained 4 fits in 1 batched group(s); 6 ordinary fit(s)" in lines
+    assert (
+        "Ordinary fits (4) of candidates 0, 1: solver='lbfgs' has no stacked update"
+        in lines
+    )
+    assert (
+        "Ordinary fits (2) of candidates 2: activation='gelu' has no closed-form "
+        "gradient" in lines
+    )
+
+
+def test_a_bug_in_the_batched_path_raises(moons, monkeypatch):
+    # Not swallowed into ordinary fits.
+    def broken_epoch(self, step, permutations):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(BatchedGroup, "_epoch", broken_epoch)
+    search = BatchedGridSearchCV(
+        TorchMLPClassifier(**BASE), {"alpha": [1e-4, 1e-2]}, cv=2
+    )
+    with pytest.raises(RuntimeError, match="a bug"):
+        search.fit(*moons)
+
+
+def test_randomized_search_matches_sklearn(blobs):
+    X, y = blobs
+    distributions = {
+        "learning_rate_init": loguniform(1e-3, 1e-1),
+        "hidden_layer_sizes": [(4,), (8,)],
+        "alpha": uniform(0, 0.5),
+    }
+    kwargs = dict(n_iter=5, cv=3, scoring=SCORING, refit="brier", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator = TorchMLPClassifier(**BASE)
+        plain = RandomizedSearchCV(estimator, distributions, **kwargs).fit(X, y)
+        batched = BatchedRandomizedSearchCV(estimator, distributions, **kwargs)
+        batched.fit(X, y)
+    assert_same_results(plain, batched, n_batched_fits=5 * 3)
+    assert batched.best_params_ == plain.best_params_
+
+
+def test_halving_grid_search_matches_sklearn(moons):
+    # Rounds on growing subsamples of the folds: 6, 3 then 2 candidates.
+    X, y = moons
+    grid = {"learning_rate_init": [0.003, 0.01, 0.03], "alpha": [1e-4, 0.5]}
+    kwargs = dict(factor=2, cv=3, random_state=0, min_resources=24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator = TorchMLPClassifier(
+            hidden_layer_sizes=(6,), **{**BASE, "batch_size": 16}
+        )
+        plain = HalvingGridSearchCV(estimator, grid, **kwargs).fit(X, y)
+        batched = BatchedHalvingGridSearchCV(estimator, grid, **kwargs).fit(X, y)
+    assert plain.n_candidates_ == batched.n_candidates_ == [6, 3, 2]
+    assert batched.n_resources_ == plain.n_resources_
+    assert_same_results(plain, batched, n_batched_fits=(6 + 3 + 2) * 3)
+    assert_array_equal(batched.cv_results_["iter"], plain.cv_results_["iter"])
+    assert batched.best_params_ == plain.best_params_
+    assert batched.best_score_ == pytest.approx(plain.best_score_, abs=1e-10)
+
+
+def test_halving_random_search_on_max_iter_matches_sklearn(regression_data):
+    # The resource is the last step's max_iter, in a Pipeline of a regressor.
+    X, y = regression_data
+    pipeline = make_pipeline(
+        StandardScaler(), TorchMLPRegressor(random_state=0, tol=0.0)
+    )
+    distributions = {"torchmlpregressor__learning_rate_init": loguniform(1e-3, 1e-1)}
+    kwargs = dict(
+        n_candidates=4,
+        factor=2,
+        resource="torchmlpregressor__max_iter",
+        min_resources=4,
+        max_resources=16,
+        cv=3,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = HalvingRandomSearchCV(pipeline, distributions, **kwargs).fit(X, y)
+        batched = BatchedHalvingRandomSearchCV(pipeline, distributions, **kwargs)
+        batched.fit(X, y)
+    assert plain.n_candidates_ == batched.n_candidates_ == [4, 2, 1]
+    assert_same_results(plain, batched, n_batched_fits=(4 + 2 + 1) * 3)
+    assert batched.best_params_ == plain.best_params_
