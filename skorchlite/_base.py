@@ -27,10 +27,8 @@ from sklearn.utils.validation import (
 from ._device import (
     cpu_threads_for,
     module_device,
-    module_on_cpu,
     resolve_device,
     resolve_dtype,
-    tensors_to_cpu,
     torch_threads,
     without_inference_tensors,
 )
@@ -43,6 +41,7 @@ from ._mlp import (
 )
 from ._progress import CallbackEpochs, Progress, epoch_display
 from ._solvers import SOLVERS
+from ._state import LIVE_KEYS, STATE_KEYS, fitted_state, restore_fitted
 from ._training import (
     FitPlan,
     History,
@@ -590,8 +589,6 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
 
-    # -------------------------------------------------------------- predict
-
     def _raw_outputs(self, X):
         """The network's float64 outputs (logits, or the linear predictor of a
         regression), shape (n_samples, n_outputs_), computed batch-wise."""
@@ -640,24 +637,49 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
     # ------------------------------------------------------------ pickling
 
     def __getstate__(self):
-        # Tensors are pickled on the CPU so that a GPU-trained model loads
-        # anywhere; the optimizer travels as its state_dict and is rebuilt.
-        # object.__getstate__ returns the live __dict__ itself: copy it, or the
-        # replacements below would corrupt the estimator being pickled.
+        # Plain numpy arrays and Python values only (skorchlite._state): pickle,
+        # joblib, deepcopy, skops and mlflow need no torch object, and a
+        # GPU-trained model loads on a CPU. object.__getstate__ returns the live
+        # __dict__ itself: copy it, or the estimator being pickled would change.
         state = dict(super().__getstate__())
         if "module_" in state:
-            state["module_"] = module_on_cpu(state["module_"])
-        if "_optimizer" in state:
-            state["_optimizer"] = tensors_to_cpu(state["_optimizer"].state_dict())
+            with torch_threads(1):
+                plain = fitted_state(self)
+            for key in LIVE_KEYS:
+                state.pop(key, None)
+            state.update(plain)
         return state
 
     def __setstate__(self, state):
+        """Restore a pickled (or skops-loaded) estimator, checking every value.
+
+        Raises
+        ------
+        ValueError
+            If the fitted state is inconsistent with the architecture (a
+            crafted or corrupted file): see :mod:`skorchlite._state`.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"the state of {type(self).__name__} must be a dict.")
+        state = dict(state)
+        if isinstance(state.get("module_"), torch.nn.Module):
+            self._setstate_torch(state)  # pickled by skorchlite <= 0.x
+            return
+        fitted = "_module_state" in state
+        if not fitted and any(key in state for key in (*STATE_KEYS, *LIVE_KEYS)):
+            raise ValueError("a fitted state without its module.")
+        super().__setstate__(state)
+        if fitted:
+            try:
+                restore_fitted(self, state)
+            except BaseException:
+                vars(self).clear()
+                raise
+
+    def _setstate_torch(self, state):
+        """Restore the torch objects pickled before the state became plain."""
         optimizer_state = state.pop("_optimizer", None)
         super().__setstate__(state)
-        if "module_" not in state:
-            return
-        # Unpickled or deep-copied under torch.inference_mode(), the tensors
-        # could not be trained.
         optimizer_state = without_inference_tensors(self.module_, optimizer_state)
         self._move_to_available_device()
         if optimizer_state is not None:

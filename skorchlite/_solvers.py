@@ -23,6 +23,10 @@ class Solver:
     decoupled_decay = False
     #: The update of the batched search's stacked parameters, or None.
     stacked_update = None
+    #: The optimizer's state of one parameter, as pickling stores it: each
+    #: entry's name and kind ("count": a positive step number; "array": shaped
+    #: like the parameter; "nonnegative": such an array, >= 0).
+    state_entries = {}
 
     def optimizer(self, estimator, module):
         """The torch optimizer of a fit of ``estimator`` on ``module``."""
@@ -35,6 +39,7 @@ class Solver:
 
 class SGD(Solver):
     name = "sgd"
+    state_entries = {"momentum_buffer": "array"}
 
     def optimizer(self, estimator, module):
         return _optim.SGD(
@@ -57,8 +62,12 @@ def _adam_options(estimator, module):
     )
 
 
+_ADAM_STATE = {"step": "count", "exp_avg": "array", "exp_avg_sq": "nonnegative"}
+
+
 class Adam(Solver):
     name = "adam"
+    state_entries = _ADAM_STATE
 
     def optimizer(self, estimator, module):
         return _optim.Adam(module.parameters(), **_adam_options(estimator, module))
@@ -67,6 +76,7 @@ class Adam(Solver):
 class AdamW(Solver):
     name = "adamw"
     decoupled_decay = True
+    state_entries = _ADAM_STATE
 
     def optimizer(self, estimator, module):
         linears = linear_layers(module)

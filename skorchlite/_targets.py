@@ -108,8 +108,7 @@ class _Classification(Target):
     @classmethod
     def from_fitted(cls, attributes, estimator):
         classes = attributes["classes_"]
-        if not isinstance(classes, np.ndarray) or classes.ndim != 1:
-            raise ValueError("classes_ must be a 1-d array.")
+        check_fitted_classes(classes)
         target = cls(classes)
         if not target.check_classes():
             raise ValueError(f"{len(classes)} classes do not make a {cls.name} target.")
@@ -492,6 +491,49 @@ def _half_poisson_deviance(predictions, outputs, y):
 class _HalfPoissonDeviance(nn.Module):
     def forward(self, outputs, y):
         return _half_poisson_deviance(torch.exp(outputs), outputs, y)
+
+
+def check_fitted_classes(classes):
+    """Raise ValueError unless ``classes`` is what fit sets as ``classes_``.
+
+    That is a non-empty 1-d array of labels fit accepts (integers, finite
+    floats or strings, not a mix), sorted and unique: ``encode`` looks labels
+    up with ``searchsorted``, which silently mislabels any other array.
+
+    Examples
+    --------
+    >>> check_fitted_classes(np.array(["a", "b"]))
+    >>> check_fitted_classes(np.array([2, 1]))
+    Traceback (most recent call last):
+    ...
+    ValueError: classes_ must be sorted and unique, got [2 1].
+    """
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1 or not len(classes):
+        raise ValueError("classes_ must be a non-empty 1-d array.")
+    kind = classes.dtype.kind
+    if kind == "O":
+        kinds = {
+            "str" if isinstance(c, str) else "int" if _is_int(c) else "other"
+            for c in classes
+        }
+        if "other" in kinds or len(kinds) > 1:
+            raise ValueError(
+                "classes_ must hold integers or strings, not a mix or other objects."
+            )
+    elif kind not in "biufU":
+        raise ValueError(f"classes_ has the unsupported dtype {classes.dtype}.")
+    if kind == "f" and not np.isfinite(classes).all():
+        raise ValueError("classes_ holds NaN or infinite values.")
+    if len(classes) > 1 and not all(
+        a < b for a, b in zip(classes[:-1].tolist(), classes[1:].tolist(), strict=True)
+    ):
+        raise ValueError(f"classes_ must be sorted and unique, got {classes}.")
+
+
+def _is_int(value):
+    return isinstance(value, Integral | np.integer) and not isinstance(
+        value, bool | np.bool_
+    )
 
 
 #: Every target by its name (persistence stores the name).

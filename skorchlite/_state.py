@@ -1,0 +1,409 @@
+"""Fitted state as plain numpy arrays and Python values, validated on load.
+
+``BaseTorchMLP.__getstate__`` turns the torch objects of a fitted estimator
+(its module, optimizer, target and history) into the values below, and
+``__setstate__`` rebuilds them from those values after checking every one
+against the architecture. Nothing torch-specific is pickled, so pickle,
+joblib, ``copy.deepcopy``, skops and mlflow need no special case, a
+GPU-trained model loads on a CPU, and a crafted file (skops loads untrusted
+ones) gets a ``ValueError`` naming the problem before anything is allocated
+from its values or handed to torch's kernels.
+
+The state of a fitted estimator replaces ``module_``, ``_optimizer``,
+``_target`` and ``_history`` with:
+
+``_module_state``
+    ``{"layout": [...], "dtype": "float32" | "float64", "arrays": [...]}``:
+    one dict per layer (``{"layer": "linear", "in_features", "out_features"}``,
+    ``{"layer": "activation", "name"}`` or ``{"layer": "dropout", "p"}``) and
+    each Linear layer's weight (out, in) and bias, in layer order.
+``_optimizer_state``
+    None (no optimizer yet), or one entry per parameter in the optimizer's
+    order: None (no state yet) or a dict of the solver's ``state_entries``
+    (step counts as ints, moments as arrays). Hyper-parameters are not stored:
+    the optimizer is built from the estimator's validated parameters.
+``_target_type``
+    The name of the target in :data:`skorchlite._targets.TARGETS`.
+``_history``
+    The :class:`skorchlite._training.History` fields, as a dict.
+"""
+
+import dataclasses
+import itertools
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import is_regressor
+from torch import nn
+
+from ._mlp import ACTIVATIONS, Dropout, linear_layers
+from ._targets import TARGETS
+from ._training import History
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_ACTIVATION_NAMES = {spec.module: name for name, spec in ACTIVATIONS.items()}
+#: Keys of a fitted state that replace the live torch objects.
+STATE_KEYS = ("_module_state", "_optimizer_state", "_target_type", "_history")
+#: The live attributes they replace.
+LIVE_KEYS = ("module_", "_optimizer", "_target", "_history")
+_SEED_LIMIT = 2**63
+
+
+# ------------------------------------------------------------------- writing
+
+
+def fitted_state(estimator):
+    """The plain values that stand for ``estimator``'s torch objects.
+
+    Parameters
+    ----------
+    estimator : BaseTorchMLP
+        A fitted estimator.
+
+    Returns
+    -------
+    dict
+        The entries ``STATE_KEYS`` describe.
+    """
+    optimizer = getattr(estimator, "_optimizer", None)
+    return {
+        "_module_state": module_state(estimator.module_),
+        "_optimizer_state": None
+        if optimizer is None
+        else optimizer_state(optimizer, estimator._solver_spec),
+        "_target_type": estimator._target.name,
+        "_history": dataclasses.asdict(estimator._history),
+    }
+
+
+def module_state(module):
+    """The layout, dtype and weights (numpy, on the CPU) of ``module``."""
+    if not isinstance(module, nn.Sequential):
+        raise TypeError(f"module_ must be an nn.Sequential, got {type(module)}.")
+    layout = []
+    for layer in module:
+        if type(layer) is nn.Linear:
+            layout.append(
+                {
+                    "layer": "linear",
+                    "in_features": layer.in_features,
+                    "out_features": layer.out_features,
+                }
+            )
+        elif type(layer) in (nn.Dropout, Dropout):
+            layout.append({"layer": "dropout", "p": float(layer.p)})
+        elif type(layer) in _ACTIVATION_NAMES and repr(layer) == repr(type(layer)()):
+            layout.append(
+                {"layer": "activation", "name": _ACTIVATION_NAMES[type(layer)]}
+            )
+        else:
+            raise TypeError(
+                f"cannot store the layer {layer!r} of module_ as plain arrays: "
+                "only the Linear, Dropout and activation layers the estimator "
+                "builds can be."
+            )
+    linears = linear_layers(module)
+    arrays = [
+        _to_numpy(tensor) for layer in linears for tensor in (layer.weight, layer.bias)
+    ]
+    dtype = str(linears[0].weight.dtype).removeprefix("torch.")
+    return {"layout": layout, "dtype": dtype, "arrays": arrays}
+
+
+def optimizer_state(optimizer, solver):
+    """Per-parameter optimizer state as ints and numpy arrays."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    entries = []
+    for parameter in parameters:
+        state = optimizer.state.get(parameter)
+        if not state:
+            entries.append(None)
+            continue
+        entry = {}
+        for name, kind in solver.state_entries.items():
+            value = state[name]
+            if kind == "count":
+                entry[name] = int(value.item() if torch.is_tensor(value) else value)
+            else:
+                entry[name] = _to_numpy(value)
+        entries.append(entry)
+    return entries
+
+
+def _to_numpy(tensor):
+    return tensor.detach().to("cpu").numpy()
+
+
+# ------------------------------------------------------------------- reading
+
+
+def restore_fitted(estimator, state):
+    """Rebuild ``estimator``'s torch objects from the plain ``state``.
+
+    ``state`` holds the estimator's other attributes too; they are checked
+    against the network. Nothing is set on ``estimator`` until all checks
+    pass, except the optimizer, built last over the moved module.
+
+    Parameters
+    ----------
+    estimator : BaseTorchMLP
+        An estimator whose ``__dict__`` holds the parameters and fitted
+        attributes of ``state`` (less ``STATE_KEYS``).
+    state : dict
+        What :func:`fitted_state` returned, with the other attributes.
+
+    Raises
+    ------
+    ValueError
+        If a value is missing, of the wrong type, shape or dtype, or
+        inconsistent with the others.
+    """
+    missing = sorted(set(estimator._get_param_names()) - set(state))
+    if missing:
+        raise ValueError(f"the parameters {missing} are missing.")
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid parameters: {exc}") from None
+    saved = {key: state.get(key) for key in STATE_KEYS}
+    target_type = saved["_target_type"]
+    if not isinstance(target_type, str) or target_type not in TARGETS:
+        raise ValueError(f"unknown target type {target_type!r}.")
+    target_class = TARGETS[target_type]
+    if target_class.regression != is_regressor(estimator):
+        raise ValueError(
+            f"a {target_type} target is not one of {type(estimator).__name__}."
+        )
+    with torch.inference_mode(False):
+        module = rebuild_module(saved["_module_state"])
+    target = _check_attributes(estimator, state, target_class, module)
+    history = _check_history(saved["_history"])
+    seed = state.get("_seed")
+    if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(f"invalid _seed {seed!r}.")
+    optimizer_entries = _check_optimizer_state(
+        saved["_optimizer_state"], estimator, module
+    )
+    for key in STATE_KEYS:
+        vars(estimator).pop(key, None)
+    estimator.module_ = module
+    estimator._target = target
+    estimator._history = history
+    estimator._seed = int(seed)
+    estimator._move_to_available_device()
+    if optimizer_entries is not None:
+        with torch.inference_mode(False):
+            estimator._optimizer = _rebuild_optimizer(estimator, optimizer_entries)
+
+
+def rebuild_module(saved):
+    """The CPU ``nn.Sequential`` a :func:`module_state` describes, checked."""
+    if not isinstance(saved, dict) or set(saved) != {"layout", "dtype", "arrays"}:
+        raise ValueError("the module state needs the entries layout, dtype, arrays.")
+    dtype = _DTYPES.get(saved["dtype"]) if isinstance(saved["dtype"], str) else None
+    if dtype is None:
+        raise ValueError(f"unsupported module dtype {saved['dtype']!r}.")
+    layout, arrays = saved["layout"], saved["arrays"]
+    if not isinstance(layout, list) or not layout or not isinstance(arrays, list):
+        raise ValueError("the module layout and arrays must be non-empty lists.")
+    layers, shapes = [], []
+    for index, spec in enumerate(layout):
+        layers.append(_layer(index, spec, dtype))
+        if isinstance(layers[-1], nn.Linear):
+            shapes += [(spec["out_features"], spec["in_features"])]
+            shapes += [(spec["out_features"],)]
+    linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
+    if not isinstance(layers[0], nn.Linear) or not isinstance(layers[-1], nn.Linear):
+        raise ValueError("the network must start and end with a Linear layer.")
+    for previous, layer in itertools.pairwise(linears):
+        if previous.out_features != layer.in_features:
+            raise ValueError("the Linear layers' sizes do not chain.")
+    if len(arrays) != len(shapes):
+        raise ValueError(
+            f"the module state has {len(arrays)} arrays, its layout needs "
+            f"{len(shapes)} (a weight and a bias per Linear layer)."
+        )
+    numpy_dtype = np.dtype(saved["dtype"])
+    for index, (array, shape) in enumerate(zip(arrays, shapes, strict=True)):
+        _check_array(array, shape, numpy_dtype, f"module array {index}")
+    for layer, weight, bias in zip(linears, arrays[::2], arrays[1::2], strict=True):
+        # Own, writable memory: torch.tensor copies.
+        layer.weight = nn.Parameter(torch.tensor(weight))
+        layer.bias = nn.Parameter(torch.tensor(bias))
+    return nn.Sequential(*layers).eval()
+
+
+def _layer(index, spec, dtype):
+    kind = spec.get("layer") if isinstance(spec, dict) else None
+    if kind == "linear" and set(spec) == {"layer", "in_features", "out_features"}:
+        n_in, n_out = spec["in_features"], spec["out_features"]
+        if _is_int(n_in) and _is_int(n_out) and n_in > 0 and n_out > 0:
+            # The meta device allocates nothing: the sizes come from the file,
+            # the memory only from the arrays it carries.
+            return nn.Linear(int(n_in), int(n_out), dtype=dtype, device="meta")
+    elif kind == "activation" and set(spec) == {"layer", "name"}:
+        if isinstance(spec["name"], str) and spec["name"] in ACTIVATIONS:
+            return ACTIVATIONS[spec["name"]].module()
+    elif kind == "dropout" and set(spec) == {"layer", "p"}:
+        p = spec["p"]
+        if isinstance(p, Real) and not isinstance(p, bool) and 0 <= p < 1:
+            return Dropout(float(p))
+    raise ValueError(f"unsupported layer {index} in the module state: {spec!r}.")
+
+
+def _check_array(array, shape, dtype, name, nonnegative=False):
+    # Subclasses pass: joblib loads memory maps.
+    if not isinstance(array, np.ndarray) or isinstance(array, np.matrix):
+        raise ValueError(f"{name} must be a numpy array, got {type(array)}.")
+    if array.dtype != dtype or array.shape != tuple(shape):
+        raise ValueError(
+            f"{name} has shape {array.shape} and dtype {array.dtype}; the network "
+            f"needs shape {tuple(shape)} and dtype {dtype}."
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or infinite values.")
+    if nonnegative and (array < 0).any():
+        raise ValueError(f"{name} holds negative values.")
+
+
+def _check_attributes(estimator, state, target_class, module):
+    """The target the attributes describe, consistent with the network."""
+    required = [
+        "n_features_in_",
+        "n_outputs_",
+        "out_activation_",
+        *target_class.fitted_attributes,
+    ]
+    missing = [name for name in required if name not in state]
+    if missing:
+        raise ValueError(f"missing fitted attributes {missing}.")
+    linears = linear_layers(module)
+    n_outputs, n_features = state["n_outputs_"], state["n_features_in_"]
+    if not _is_int(n_outputs) or not _is_int(n_features):
+        raise ValueError("n_outputs_ and n_features_in_ must be integers.")
+    target = target_class.from_fitted(state, estimator)
+    if n_outputs != target.n_outputs or linears[-1].out_features != n_outputs:
+        raise ValueError(
+            f"a {target_class.name} target of {target.n_outputs} output(s) does "
+            f"not match n_outputs_={n_outputs!r} and the network's "
+            f"{linears[-1].out_features} outputs."
+        )
+    if n_features != linears[0].in_features:
+        raise ValueError(
+            f"n_features_in_={n_features!r} does not match the network's "
+            f"{linears[0].in_features} inputs."
+        )
+    names = state.get("feature_names_in_")
+    if names is not None and (
+        not isinstance(names, np.ndarray)
+        or names.shape != (n_features,)
+        or not all(isinstance(name, str) for name in names)
+    ):
+        raise ValueError("feature_names_in_ does not match n_features_in_.")
+    if state["out_activation_"] != target.out_activation:
+        raise ValueError(f"out_activation_ must be {target.out_activation!r}.")
+    return target
+
+
+def _check_history(fields):
+    names = {field.name for field in dataclasses.fields(History)}
+    if not isinstance(fields, dict) or set(fields) != names:
+        raise ValueError(f"the training history needs the fields {sorted(names)}.")
+    counts = ("n_iter", "t", "no_improvement_count")
+    floats = ("best_loss", "best_validation_score")
+    lists = ("loss_curve", "validation_scores", "validation_losses")
+    if (
+        not all(_is_int(fields[name]) and fields[name] >= 0 for name in counts)
+        or not all(_is_real(fields[name]) for name in floats)
+        or not all(
+            isinstance(fields[name], list) and all(_is_real(v) for v in fields[name])
+            for name in lists
+        )
+        or not (fields["loss"] is None or _is_real(fields["loss"]))
+    ):
+        raise ValueError("the training history has values of the wrong type.")
+    return History(
+        **{name: int(fields[name]) for name in counts},
+        **{name: float(fields[name]) for name in floats},
+        **{name: [float(v) for v in fields[name]] for name in lists},
+        loss=None if fields["loss"] is None else float(fields["loss"]),
+    )
+
+
+def _check_optimizer_state(entries, estimator, module):
+    """The checked per-parameter entries, or None for no optimizer."""
+    if entries is None:
+        return None
+    solver = estimator._solver_spec
+    if not solver.stochastic:
+        raise ValueError(f"solver={solver.name!r} keeps no optimizer state.")
+    # The parameters in the solver's order (AdamW: weights, then biases); an
+    # optimizer without state allocates nothing.
+    probe = [
+        p
+        for group in solver.optimizer(estimator, module).param_groups
+        for p in group["params"]
+    ]
+    if not isinstance(entries, list) or len(entries) != len(probe):
+        raise ValueError(
+            f"the optimizer state must list {len(probe)} parameters' states."
+        )
+    dtype = np.dtype(str(probe[0].dtype).removeprefix("torch."))
+    checked = []
+    for index, (entry, parameter) in enumerate(zip(entries, probe, strict=True)):
+        if entry is None:
+            checked.append(None)
+            continue
+        if not isinstance(entry, dict) or set(entry) != set(solver.state_entries):
+            raise ValueError(
+                f"the optimizer state of parameter {index} must have the entries "
+                f"{sorted(solver.state_entries)}."
+            )
+        for name, kind in solver.state_entries.items():
+            value = entry[name]
+            where = f"optimizer state {name!r} of parameter {index}"
+            if kind == "count":
+                # Adam divides by 1 - beta ** step: the step is at least 1.
+                if not _is_int(value) or not 1 <= value < 2**53:
+                    raise ValueError(f"{where} must be a positive integer.")
+            else:
+                _check_array(
+                    value, parameter.shape, dtype, where, kind == "nonnegative"
+                )
+        checked.append(entry)
+    return checked
+
+
+def _rebuild_optimizer(estimator, entries):
+    """A new optimizer of the estimator's solver, given the checked state.
+
+    The parameter groups (learning rate, betas, ...) are the estimator's own;
+    only tensors we made, each of its parameter's shape, dtype and device,
+    reach torch.
+    """
+    optimizer = estimator._make_optimizer()
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    kinds = estimator._solver_spec.state_entries
+    state = {}
+    for index, (entry, parameter) in enumerate(zip(entries, parameters, strict=True)):
+        if entry is None:
+            continue
+        state[index] = {
+            name: torch.tensor(float(value), dtype=torch.float32)
+            if kinds[name] == "count"
+            else torch.tensor(value, device=parameter.device)
+            for name, value in entry.items()
+        }
+    optimizer.load_state_dict(
+        {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+    )
+    return optimizer
+
+
+def _is_int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value):
+    return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
