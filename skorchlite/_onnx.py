@@ -1,65 +1,51 @@
-"""Export a fitted TorchMLPClassifier to an ONNX graph, for runtimes without torch.
+"""Export a fitted estimator, or a Pipeline holding one, to an ONNX graph.
 
-The graph has one float32 input, ``X`` of shape (batch, n_features_in_), and two
-outputs: ``label`` (what ``predict`` returns) and ``probabilities`` (what
-``predict_proba`` returns). It is produced by torch's own exporter
-(``torch.onnx.export(..., dynamo=True)``, built on ``torch.export``); the class
-labels are then gathered from a constant holding ``classes_``, so string labels
-survive the trip.
+A thin wrapper over skl2onnx (:mod:`skorchlite._skl2onnx` registers our
+converters): the graph is written from the fitted arrays, so exporting needs
+neither torch's exporter nor ``torch.export`` (which took seconds and needed
+torch 2.6+ and onnxscript), and a Pipeline's preprocessing converts with the
+model. The wrapper fixes the output names: ``label`` and ``probabilities`` for
+a classifier (no ZipMap), ``predictions`` for a regressor, of the shape of
+``predict``'s.
 """
 
-import copy
 import importlib
-import logging
-import warnings
-from contextlib import contextmanager
 
-import torch
+import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 _EXTRA_HINT = "Install the optional dependencies with: pip install skorchlite[onnx]"
-_MIN_TORCH = "2.6"
-
-
-class _Exported(nn.Module):
-    """The fitted network followed by its target's link and decoding."""
-
-    def __init__(self, module, target):
-        super().__init__()
-        self.module = module
-        self.target = target
-
-    def forward(self, X):
-        return self.target.export(self.module(X))
 
 
 def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
-    """Write a fitted :class:`TorchMLPClassifier` or :class:`TorchMLPRegressor`
-    as an ONNX model.
+    """Write a fitted estimator (ours, or a Pipeline ending in ours) as ONNX.
 
     The model runs in onnxruntime (or any ONNX runtime) without Python or
-    torch. It computes in float32, whatever precision the estimator trained in:
-    float32 is what every runtime and accelerator supports, and its
-    probabilities agree with ``predict_proba`` to about 1e-6.
+    torch. It computes in float32, whatever precision the estimator trained
+    in: float32 is what every runtime and accelerator supports, and its
+    probabilities agree with ``predict_proba`` to about 1e-6. For float64
+    input or ZipMap outputs, call ``skl2onnx.to_onnx`` yourself after
+    registering our converters (see :ref:`onnx`).
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier or TorchMLPRegressor
-        A fitted estimator (binary, multiclass, multilabel or regression).
+    estimator : TorchMLPClassifier, TorchMLPRegressor or Pipeline
+        A fitted estimator, or a fitted Pipeline whose last step is one
+        (binary, multiclass, multilabel or regression).
     path : str or os.PathLike, default=None
         Where to write the ``.onnx`` file; None only returns the model.
     input_name : str, default="X"
         Name of the graph's input.
     opset_version : int, default=None
-        ONNX opset to target; None lets torch choose its default.
+        ONNX opset to target; None lets skl2onnx choose (the newest it knows).
 
     Returns
     -------
     model : onnx.ModelProto
         The graph. Its input ``input_name`` is float32 of shape
-        (batch, ``n_features_in_``), with a dynamic batch dimension and the feature
-        count fixed, so runtimes reject a wrong width. Its outputs are
+        (batch, ``n_features_in_``), with a dynamic batch dimension and the
+        feature count fixed, so runtimes reject a wrong width. Its outputs are
         ``label``, of shape (batch,) holding values of ``classes_`` (for
         multilabel targets, an int64 0/1 matrix of shape (batch, n_labels)),
         and ``probabilities``, float32 of shape (batch, n_classes) like
@@ -68,8 +54,13 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
 
     Raises
     ------
+    TypeError
+        If ``estimator`` is neither ours nor a Pipeline ending in ours.
+    ValueError
+        If a weight of a float64 model is beyond float32's range, or a
+        classifier saw a single class.
     ImportError
-        If onnx or onnxscript (used by torch's exporter) is not installed.
+        If onnx or skl2onnx is not installed.
 
     Examples
     --------
@@ -88,74 +79,81 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     >>> bool(np.allclose(proba, clf.predict_proba(X[:5]), atol=1e-5))
     True
     """
-    from ._base import BaseTorchMLP
-
-    if not isinstance(estimator, BaseTorchMLP):
-        raise TypeError(
-            "export_onnx expects a fitted TorchMLPClassifier or TorchMLPRegressor, "
-            f"got {type(estimator).__name__}."
-        )
+    final = _final_estimator(estimator)
     check_is_fitted(estimator)
-    if getattr(estimator._target, "single_class", False):
-        raise ValueError(
-            "This classifier was fitted on a single class "
-            f"({estimator.classes_[0]!r}), which it always predicts; there is no "
-            "decision to export. Fit it on at least two classes."
-        )
     onnx = _require("onnx")
-    _require("onnxscript")
-    if torch.__version__ < _MIN_TORCH:
-        raise ImportError(
-            f"export_onnx needs torch>={_MIN_TORCH} for its torch.export-based "
-            f"ONNX exporter; torch {torch.__version__} is installed."
-        )
-    target = estimator._target
-    module = copy.deepcopy(estimator.module_).to("cpu", torch.float32).eval()
-    wrapper = _Exported(module, target).eval()
-    example = torch.zeros(2, estimator.n_features_in_, dtype=torch.float32)
-    with _quiet_exporter():
-        program = torch.onnx.export(
-            wrapper,
-            (example,),
-            input_names=[input_name],
-            output_names=list(target.export_names),
-            dynamic_shapes={"X": {0: torch.export.Dim("batch")}},
-            opset_version=opset_version,
-            dynamo=True,
-            verbose=False,
-        )
-    model = program.model_proto
-    if target.export_labels is not None:
-        _gather_class_labels(model, target.export_labels, onnx)
-    model.producer_name = "skorchlite"
-    model.doc_string = (
-        f"{type(estimator).__name__} ({target.name}) exported by skorchlite."
+    skl2onnx = _require("skl2onnx")
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from ._skl2onnx import register_converters
+
+    register_converters()
+    n_features = estimator.n_features_in_
+    model = skl2onnx.convert_sklearn(
+        estimator,
+        initial_types=[(input_name, FloatTensorType([None, n_features]))],
+        options={id(final): {"zipmap": False}} if hasattr(final, "classes_") else None,
+        target_opset=opset_version,
     )
+    graph = model.graph
+    if hasattr(final, "classes_"):
+        _rename_outputs(graph, ["label", "probabilities"])
+    else:
+        _rename_outputs(graph, ["predictions"])
+        if final.n_outputs_ == 1:
+            _flatten_output(graph, onnx)
+    for value in [*graph.input, *graph.output]:
+        batch = value.type.tensor_type.shape.dim[0]
+        if not batch.HasField("dim_value"):
+            batch.dim_param = "batch"
+    model.producer_name = "skorchlite"
+    model.doc_string = f"{type(estimator).__name__} exported by skorchlite."
     onnx.checker.check_model(model)
     if path is not None:
         onnx.save_model(model, path)
     return model
 
 
-def _gather_class_labels(model, classes, onnx):
-    """Turn the ``label`` output from class indices into ``classes[indices]``."""
-    graph = model.graph
+def _final_estimator(estimator):
+    from ._base import BaseTorchMLP
+
+    final = estimator
+    while hasattr(final, "steps"):  # Pipeline, nested or not
+        final = final.steps[-1][1]
+    if not isinstance(final, BaseTorchMLP) or not isinstance(estimator, BaseEstimator):
+        raise TypeError(
+            "export_onnx expects a fitted TorchMLPClassifier or TorchMLPRegressor, "
+            f"or a Pipeline ending in one, got {type(estimator).__name__}."
+        )
+    return final
+
+
+def _rename_outputs(graph, names):
+    renames = {
+        output.name: name for output, name in zip(graph.output, names, strict=True)
+    }
     for node in graph.node:
-        node.output[:] = ["label_index" if o == "label" else o for o in node.output]
-    table = onnx.numpy_helper.from_array(_onnx_compatible(classes), "classes")
-    graph.initializer.append(table)
-    graph.node.append(
-        onnx.helper.make_node("Gather", ["classes", "label_index"], ["label"], axis=0)
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    for output in graph.output:
+        output.name = renames[output.name]
+
+
+def _flatten_output(graph, onnx):
+    """(batch, 1) predictions to (batch,), as ``predict`` returns them."""
+    for node in graph.node:
+        node.output[:] = [
+            "predictions_2d" if name == "predictions" else name for name in node.output
+        ]
+    graph.initializer.append(
+        onnx.numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape")
     )
-    label = next(output for output in graph.output if output.name == "label")
-    label.type.tensor_type.elem_type = table.data_type
-
-
-def _onnx_compatible(classes):
-    # ONNX has one string type; numpy's fixed-width unicode maps onto it.
-    if classes.dtype.kind in "UO":
-        return classes.astype(object)
-    return classes
+    graph.node.append(
+        onnx.helper.make_node(
+            "Reshape", ["predictions_2d", "flat_shape"], ["predictions"]
+        )
+    )
+    shape = graph.output[0].type.tensor_type.shape
+    del shape.dim[1:]
 
 
 def _require(name):
@@ -166,23 +164,3 @@ def _require(name):
             f"export_onnx needs the '{name}' package, which is not installed. "
             f"{_EXTRA_HINT}"
         ) from exc
-
-
-@contextmanager
-def _quiet_exporter():
-    """Silence torch's own exporter chatter that users can do nothing about.
-
-    The registration logger warns about a missing torchvision, and torch's
-    pytree machinery raises a FutureWarning from inside torch.export.
-    """
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    registration.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=r".*isinstance\(treespec, LeafSpec\)"
-            )
-            yield
-    finally:
-        registration.setLevel(level)

@@ -83,15 +83,6 @@ class Target:
         """The labels the early-stopping split stratifies on, or None."""
         return None
 
-    #: The outputs of an exported (ONNX) model, and :meth:`export` computes them.
-    export_names = ()
-    #: Labels an exported model's first output indexes, or None.
-    export_labels = None
-
-    def export(self, outputs):
-        """Torch: the exported model's outputs (a tuple) from ``outputs``."""
-        raise NotImplementedError
-
 
 # ------------------------------------------------------------- classification
 
@@ -130,19 +121,6 @@ class _Classification(Target):
 
     def head(self, outputs):
         return torch.sigmoid(outputs)
-
-    export_names = ("label", "probabilities")
-
-    @property
-    def export_labels(self):
-        return self.classes
-
-    def export(self, outputs):
-        return self.label_indices(outputs), self.head(outputs)
-
-    def label_indices(self, outputs):
-        """Torch: the index in ``classes`` of each row's prediction."""
-        return (outputs[:, 0] > 0).to(torch.int64)
 
     def correct(self, outputs, y):
         """Whether each prediction is right (every label of it, if multilabel)."""
@@ -294,9 +272,6 @@ class MulticlassTarget(_Classification):
     def head(self, outputs):
         return torch.softmax(outputs, dim=-1)
 
-    def label_indices(self, outputs):
-        return outputs.argmax(dim=-1)
-
 
 class MultilabelTarget(_Classification):
     """A 0/1 indicator matrix of K labels: K logits, a sigmoid each."""
@@ -318,11 +293,6 @@ class MultilabelTarget(_Classification):
 
     def proba(self, outputs):
         return expit(outputs)
-
-    export_labels = None  # the 0/1 matrix is the prediction
-
-    def label_indices(self, outputs):
-        return (outputs > 0).to(torch.int64)
 
     def class_weights(self, class_weight, y, sample_weight):
         check_class_weight_values(class_weight)
@@ -439,12 +409,6 @@ class ContinuousTarget(Target):
 
     def head(self, outputs):
         return torch.exp(outputs) if self.loss == "poisson" else outputs
-
-    export_names = ("predictions",)
-
-    def export(self, outputs):
-        predictions = self.head(outputs)
-        return (predictions[:, 0] if self.n_outputs == 1 else predictions,)
 
     def validation_score(self, outputs, y, w):
         """R² (uniform average over the outputs), as MLPRegressor's ``score``."""

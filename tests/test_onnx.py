@@ -12,7 +12,7 @@ from skorchlite import TorchMLPClassifier, export_onnx
 from skorchlite._device import resolve_device
 
 pytest.importorskip("onnx", reason="export_onnx needs the onnx extra")
-pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
+pytest.importorskip("skl2onnx", reason="export_onnx needs the onnx extra")
 ort = pytest.importorskip("onnxruntime", reason="running the graph needs onnxruntime")
 
 
@@ -154,7 +154,7 @@ def tiny_model():
         return TorchMLPClassifier((4,), max_iter=2, random_state=0).fit(X, y)
 
 
-@pytest.mark.parametrize("missing", ["onnx", "onnxscript"])
+@pytest.mark.parametrize("missing", ["onnx", "skl2onnx"])
 def test_missing_dependency_names_the_extra(tiny_model, missing, monkeypatch):
     # A None entry in sys.modules makes `import name` raise ImportError.
     monkeypatch.setitem(sys.modules, missing, None)
@@ -163,9 +163,16 @@ def test_missing_dependency_names_the_extra(tiny_model, missing, monkeypatch):
     assert f"'{missing}'" in str(info.value)
 
 
-def test_old_torch_is_reported(tiny_model, monkeypatch):
-    from torch.torch_version import TorchVersion
+def test_pipeline_exports_with_its_preprocessing():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    monkeypatch.setattr(torch, "__version__", TorchVersion("2.4.1"))
-    with pytest.raises(ImportError, match=r"torch>=2\.6"):
-        export_onnx(tiny_model)
+    X, y = _binary()
+    pipe = make_pipeline(StandardScaler(), TorchMLPClassifier((4,), max_iter=5))
+    with pytest.warns(ConvergenceWarning):
+        pipe.fit(X * 100 + 50, y)
+    session = ort.InferenceSession(export_onnx(pipe).SerializeToString())
+    X32 = (X * 100 + 50).astype(np.float32)
+    label, proba = session.run(["label", "probabilities"], {"X": X32})
+    np.testing.assert_array_equal(label, pipe.predict(X32))
+    np.testing.assert_allclose(proba, pipe.predict_proba(X32), rtol=0, atol=1e-5)

@@ -1,0 +1,310 @@
+"""skl2onnx converters for TorchMLPClassifier and TorchMLPRegressor.
+
+After :func:`register_converters`, ``skl2onnx.to_onnx`` converts our
+estimators alone or inside a Pipeline (or any meta-estimator skl2onnx
+handles), with the options skl2onnx gives classifiers (``zipmap``). The graph
+is written from the fitted arrays (:func:`skorchlite._state.module_state`),
+never from torch: Linear layers become MatMul + Add, activations their ONNX
+operators, and the target's head what ``predict`` / ``predict_proba``
+compute. It computes in the input's precision (float32 or float64).
+
+A classifier's outputs are skl2onnx's: ``label`` (values of ``classes_``,
+int64 or string; a (n, n_labels) 0/1 int64 matrix for multilabel targets)
+and ``probabilities`` (or, with ``zipmap``, one dict per row); a regressor's
+one output holds (n, n_outputs) predictions.
+"""
+
+import math
+
+import numpy as np
+
+from ._mlp import ACTIVATIONS
+from ._state import module_state
+from ._targets import TARGETS
+
+_ALIASES = {
+    "TorchMLPClassifier": "SkorchliteTorchMLPClassifier",
+    "TorchMLPRegressor": "SkorchliteTorchMLPRegressor",
+}
+
+
+def register_converters():
+    """Register our estimators' shape calculators and converters in skl2onnx.
+
+    Call it once before ``skl2onnx.to_onnx`` / ``convert_sklearn``; calling it
+    again changes nothing.
+
+    Raises
+    ------
+    ImportError
+        If skl2onnx is not installed (``pip install "skorchlite[onnx]"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import onnxruntime
+    >>> from skl2onnx import to_onnx
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skorchlite import TorchMLPClassifier
+    >>> from skorchlite._skl2onnx import register_converters
+    >>> register_converters()
+    >>> X, y = make_blobs(100, centers=3, random_state=0)
+    >>> X = X.astype(np.float32)
+    >>> pipe = make_pipeline(
+    ...     StandardScaler(),
+    ...     TorchMLPClassifier((8,), solver="lbfgs", alpha=1.0, random_state=0),
+    ... ).fit(X, y)
+    >>> onx = to_onnx(pipe, X[:1], options={"zipmap": False})
+    >>> session = onnxruntime.InferenceSession(onx.SerializeToString())
+    >>> label, proba = session.run(None, {"X": X})
+    >>> bool((label == pipe.predict(X)).all())
+    True
+    >>> bool(np.abs(proba - pipe.predict_proba(X)).max() < 1e-5)
+    True
+    """
+    try:
+        from skl2onnx import update_registered_converter
+    except ImportError as exc:
+        raise ImportError(
+            "Converting to ONNX needs skl2onnx, which is not installed. Install "
+            "the optional dependencies with: pip install skorchlite[onnx]"
+        ) from exc
+    from ._classifier import TorchMLPClassifier
+    from ._regressor import TorchMLPRegressor
+
+    update_registered_converter(
+        TorchMLPClassifier,
+        _ALIASES["TorchMLPClassifier"],
+        _classifier_shapes,
+        _convert,
+        # skl2onnx's classifier options: "nocl" labels rows by class index.
+        options={"zipmap": [True, False, "columns"], "nocl": [False, True]},
+    )
+    update_registered_converter(
+        TorchMLPRegressor, _ALIASES["TorchMLPRegressor"], _regressor_shapes, _convert
+    )
+
+
+# -------------------------------------------------------------------- shapes
+
+
+def _label_is_int(classes):
+    kind = classes.dtype.kind
+    if kind in "iub":
+        return True
+    if kind == "f":
+        return bool(np.all(classes == np.round(classes)))
+    if kind == "O":
+        return all(not isinstance(c, str) for c in classes)
+    return False
+
+
+def _classes(scope, estimator):
+    """``classes_``, or their indices with skl2onnx's ``nocl`` option."""
+    if scope.get_options(estimator, {"nocl": False})["nocl"]:
+        return np.arange(len(estimator.classes_))
+    return estimator.classes_
+
+
+def _classifier_shapes(operator):
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+
+    estimator = operator.raw_operator
+    n_rows = operator.inputs[0].get_first_dimension()
+    input_type = operator.inputs[0].type.__class__
+    n_classes = len(estimator.classes_)
+    if estimator._target.name == "multilabel-indicator":
+        operator.outputs[0].type = Int64TensorType([n_rows, n_classes])
+    elif _label_is_int(_classes(operator.scope_inst, estimator)):
+        operator.outputs[0].type = Int64TensorType([n_rows])
+    else:
+        operator.outputs[0].type = StringTensorType([n_rows])
+    operator.outputs[1].type = input_type([n_rows, n_classes])
+
+
+def _regressor_shapes(operator):
+    estimator = operator.raw_operator
+    n_rows = operator.inputs[0].get_first_dimension()
+    input_type = operator.inputs[0].type.__class__
+    operator.outputs[0].type = input_type([n_rows, estimator.n_outputs_])
+
+
+# ----------------------------------------------------------------- converter
+
+
+class _Graph:
+    """Adds nodes and constants to skl2onnx's container, in one precision."""
+
+    def __init__(self, scope, container, dtype):
+        from onnx import TensorProto
+
+        self.scope, self.container, self.dtype = scope, container, dtype
+        self.proto = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+
+    def constant(self, value, name="c"):
+        from onnx import numpy_helper
+
+        array = np.asarray(value, dtype=self.dtype)
+        full_name = self.scope.get_unique_variable_name(name)
+        self.container.add_initializer(
+            full_name, self.proto, list(array.shape), numpy_helper.from_array(array)
+        )
+        return full_name
+
+    def int64_constant(self, values):
+        from onnx import TensorProto
+
+        name = self.scope.get_unique_variable_name("shape")
+        self.container.add_initializer(name, TensorProto.INT64, [len(values)], values)
+        return name
+
+    def node(self, op_type, inputs, output=None, **attributes):
+        output = output or self.scope.get_unique_variable_name(op_type.lower())
+        self.container.add_node(
+            op_type,
+            inputs,
+            [output],
+            name=self.scope.get_unique_operator_name(op_type),
+            **attributes,
+        )
+        return output
+
+
+def _silu(graph, x):
+    return graph.node("Mul", [x, graph.node("Sigmoid", [x])])
+
+
+def _gelu(graph, x):
+    # torch's default (exact) GELU: x * (1 + erf(x / sqrt 2)) / 2.
+    scaled = graph.node("Mul", [x, graph.constant(1 / math.sqrt(2))])
+    erf_plus_one = graph.node("Add", [graph.node("Erf", [scaled]), graph.constant(1)])
+    return graph.node(
+        "Mul", [graph.node("Mul", [x, erf_plus_one]), graph.constant(0.5)]
+    )
+
+
+#: Each activation of ``ACTIVATIONS`` as ONNX nodes (torch's default
+#: arguments: the state only stores activations built with them).
+ONNX_ACTIVATIONS = {
+    "identity": lambda graph, x: x,
+    "logistic": lambda graph, x: graph.node("Sigmoid", [x]),
+    "tanh": lambda graph, x: graph.node("Tanh", [x]),
+    "relu": lambda graph, x: graph.node("Relu", [x]),
+    "gelu": _gelu,
+    "silu": _silu,
+    "leaky_relu": lambda graph, x: graph.node("LeakyRelu", [x], alpha=0.01),
+    "elu": lambda graph, x: graph.node("Elu", [x], alpha=1.0),
+}
+assert set(ONNX_ACTIVATIONS) == set(ACTIVATIONS)
+
+
+def _network(graph, estimator, x):
+    """The nodes of the network: the name of its outputs (logits)."""
+    state = module_state(estimator.module_)
+    weights = iter(state["arrays"])
+    for layer in state["layout"]:
+        if layer["layer"] == "linear":
+            weight, bias = next(weights), next(weights)
+            x = graph.node("MatMul", [x, graph.constant(_cast(weight.T, graph))])
+            x = graph.node("Add", [x, graph.constant(_cast(bias, graph))])
+        elif layer["layer"] == "activation":
+            x = ONNX_ACTIVATIONS[layer["name"]](graph, x)
+        # Dropout is the identity at inference.
+    return x
+
+
+def _cast(array, graph):
+    """``array`` in the graph's precision; refuse values it cannot hold."""
+    largest = np.abs(array).max(initial=0.0)
+    if largest > np.finfo(graph.dtype).max:
+        raise ValueError(
+            f"The network has weights up to {largest:.9g} in magnitude, beyond "
+            f"the range of {np.dtype(graph.dtype).name}, the precision of the "
+            "ONNX input: they would become infinite. Convert with float64 "
+            "input (e.g. to_onnx(model, X[:1].astype(np.float64)))."
+        )
+    return np.ascontiguousarray(array, dtype=graph.dtype)
+
+
+def _labels(graph, classes, indices, output):
+    """``classes[indices]`` into ``output`` (int64 or string labels)."""
+    from onnx import TensorProto
+
+    name = graph.scope.get_unique_variable_name("classes")
+    if _label_is_int(classes):
+        graph.container.add_initializer(
+            name, TensorProto.INT64, [len(classes)], [int(c) for c in classes]
+        )
+    else:
+        graph.container.add_initializer(
+            name,
+            TensorProto.STRING,
+            [len(classes)],
+            [str(c).encode("utf-8") for c in classes],
+        )
+    graph.node("Gather", [name, indices], output, axis=0)
+
+
+def _binary_head(graph, estimator, logits, label, probabilities):
+    # [sigmoid(-z), sigmoid(z)], as predict_proba computes it.
+    negative = graph.node("Sigmoid", [graph.node("Neg", [logits])])
+    positive = graph.node("Sigmoid", [logits])
+    graph.node("Concat", [negative, positive], probabilities, axis=1)
+    positive_class = _is_positive(graph, logits)
+    index = graph.node("Reshape", [positive_class, graph.int64_constant([-1])])
+    _labels(graph, _classes(graph.scope, estimator), index, label)
+
+
+def _multiclass_head(graph, estimator, logits, label, probabilities):
+    graph.node("Softmax", [logits], probabilities, axis=1)
+    index = graph.node("ArgMax", [logits], axis=1, keepdims=0)
+    _labels(graph, _classes(graph.scope, estimator), index, label)
+
+
+def _multilabel_head(graph, estimator, logits, label, probabilities):
+    graph.node("Sigmoid", [logits], probabilities)
+    graph.node("Identity", [_is_positive(graph, logits)], label)
+
+
+def _continuous_head(graph, estimator, logits, predictions):
+    link = "Exp" if estimator.out_activation_ == "exp" else "Identity"
+    graph.node(link, [logits], predictions)
+
+
+def _is_positive(graph, logits):
+    """int64 ``logits > 0``: the positive class or label."""
+    from onnx import TensorProto
+
+    positive = graph.node("Greater", [logits, graph.constant(np.zeros(1))])
+    return graph.node("Cast", [positive], to=TensorProto.INT64)
+
+
+#: What each target of ``TARGETS`` computes from the logits into the
+#: operator's outputs (predict's labels, predict_proba's probabilities).
+ONNX_HEADS = {
+    "binary": _binary_head,
+    "multiclass": _multiclass_head,
+    "multilabel-indicator": _multilabel_head,
+    "continuous": _continuous_head,
+}
+assert set(ONNX_HEADS) == set(TARGETS)
+
+
+def _convert(scope, operator, container):
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    estimator = operator.raw_operator
+    if getattr(estimator._target, "single_class", False):
+        raise ValueError(
+            "This classifier was fitted on a single class "
+            f"({estimator.classes_[0]!r}), which it always predicts; there is "
+            "no decision to convert. Fit it on at least two classes."
+        )
+    is_double = isinstance(operator.inputs[0].type, DoubleTensorType)
+    graph = _Graph(scope, container, np.float64 if is_double else np.float32)
+    logits = _network(graph, estimator, operator.inputs[0].full_name)
+    ONNX_HEADS[estimator._target.name](
+        graph, estimator, logits, *(output.full_name for output in operator.outputs)
+    )
