@@ -93,7 +93,9 @@ class _BatchedSearchMixin(BaseSearchCV):
         self._checked_cv_orig = check_cv(
             self.cv, y, classifier=is_classifier(self.estimator)
         )
-        self._check_input_parameters(X=X, y=y, split_params=split_params)
+        check_input = getattr(self, "_check_input_parameters", None)
+        if check_input is not None:  # scikit-learn >= 1.9; before, halving's fit
+            check_input(X=X, y=y, split_params=split_params)
         self.n_splits_ = self._checked_cv_orig.get_n_splits(X, y, **split_params)
         base = _with_int_seed(clone(self.estimator))
         self.n_batched_fits_ = self.n_batch_groups_ = 0
@@ -263,7 +265,8 @@ class _BatchedSearchMixin(BaseSearchCV):
         except (ValueError, TypeError) as exc:
             # Data the estimator's fit refuses: the ordinary fit raises (or
             # scores) the error, as sklearn's searches do.
-            return f"its fit raises {type(exc).__name__}"
+            message = str(exc).split("\n")[0][:120]
+            return f"its fit raises {type(exc).__name__}: {message}"
         if plan.data.is_sparse:
             return "sparse X"
         device, dtype = estimator._module_placement()

@@ -488,7 +488,7 @@ def test_halving_grid_search_matches_sklearn(moons):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         estimator = TorchMLPClassifier(
-            hidden_layer_sizes=(6,), **{**BASE, "batch_size": 16}
+            hidden_layer_sizes=(6,), **{**BASE, "batch_size": 8}
         )
         plain = HalvingGridSearchCV(estimator, grid, **kwargs).fit(X, y)
         batched = BatchedHalvingGridSearchCV(estimator, grid, **kwargs).fit(X, y)
@@ -524,3 +524,30 @@ def test_halving_random_search_on_max_iter_matches_sklearn(regression_data):
     assert plain.n_candidates_ == batched.n_candidates_ == [4, 2, 1]
     assert_same_results(plain, batched, n_batched_fits=(4 + 2 + 1) * 3)
     assert batched.best_params_ == plain.best_params_
+
+
+class FailingScaler(StandardScaler):
+    def fit(self, X, y=None, sample_weight=None):
+        raise ValueError("cannot scale")
+
+
+def test_failing_preprocessing_falls_back_and_is_reported(moons, capsys):
+    X, y = moons
+    pipeline = Pipeline(
+        [("scale", StandardScaler()), ("mlp", TorchMLPClassifier(**BASE))]
+    )
+    grid = {"scale": [StandardScaler(), FailingScaler()], "mlp__alpha": [1e-4, 0.5]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", "One or more of the test scores")
+        with pytest.warns(FitFailedWarning, match="cannot scale"):
+            plain = GridSearchCV(pipeline, grid, cv=2).fit(X, y)
+        capsys.readouterr()
+        with pytest.warns(FitFailedWarning, match="cannot scale"):
+            batched = BatchedGridSearchCV(pipeline, grid, cv=2, verbose=1).fit(X, y)
+    assert_same_results(plain, batched, n_batched_fits=2 * 2)
+    assert np.isnan(batched.cv_results_["mean_test_score"][[1, 3]]).all()
+    assert (
+        "Ordinary fits (4) of candidates 1, 3: fitting the preprocessing steps "
+        "raises ValueError" in capsys.readouterr().out.splitlines()
+    )
