@@ -210,3 +210,24 @@ def test_classifier_state_is_no_regressor(adam_state):
         _restore(TorchMLPClassifier, state)
     with pytest.raises(ValueError):
         _restore(TorchMLPRegressor, copy.deepcopy(adam_state))
+
+
+def test_state_pickled_with_torch_objects_still_loads(data):
+    # What __getstate__ returned before the state became plain arrays: the
+    # module itself and the optimizer's state_dict.
+    X, y = data
+    clf = _fit(TorchMLPClassifier((6,), max_iter=3, random_state=0), X, y)
+    legacy = dict(vars(clf))
+    legacy["_optimizer"] = clf._optimizer.state_dict()
+    restored = _restore(TorchMLPClassifier, copy.deepcopy(legacy))
+    assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    restored.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_failed_restore_leaves_no_half_state(adam_state):
+    estimator = TorchMLPClassifier.__new__(TorchMLPClassifier)
+    with pytest.raises(ValueError):
+        estimator.__setstate__(_set(adam_state, ("_seed",), -1))
+    assert vars(estimator) == {}
