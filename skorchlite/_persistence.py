@@ -35,6 +35,7 @@ import torch
 from sklearn.base import is_regressor
 from torch import nn
 
+from . import _state
 from ._classifier import TorchMLPClassifier
 from ._mlp import ACTIVATIONS, Dropout, linear_layers
 from ._regressor import TorchMLPRegressor
@@ -566,6 +567,14 @@ def _decode_history(fields):
 
 
 def _rebuild_optimizer(estimator, saved, tensors):
+    """The optimizer of ``estimator`` with the file's state, checked.
+
+    The hyper-parameters come from the estimator's validated parameters, not
+    from the file's ``param_groups`` (a crafted ``lr`` or ``maximize`` would
+    otherwise apply); the state tensors go through the checks of pickled
+    states (:mod:`skorchlite._state`): each of its parameter's shape and
+    dtype, finite, positive steps. torch's fused kernels trust them blindly.
+    """
     optimizer = estimator._make_optimizer()
     fresh = optimizer.state_dict()
     groups = [
@@ -575,32 +584,40 @@ def _rebuild_optimizer(estimator, saved, tensors):
     if len(groups) != len(fresh["param_groups"]):
         raise _FormatError("the optimizer state has the wrong number of groups.")
     for group, fresh_group in zip(groups, fresh["param_groups"], strict=True):
-        if set(group) != set(fresh_group) or any(
-            not _same_kind(group[key], fresh_group[key]) for key in group
-        ):
+        # The learning rate is state (the schedules lower it); checked below.
+        if {**group, "lr": None} != {**fresh_group, "lr": None}:
             raise _FormatError(
-                f"the optimizer state does not fit solver={estimator.solver!r}."
+                f"the optimizer settings {group} do not match the estimator's "
+                f"parameters ({fresh_group})."
             )
-    # state_dict numbers the parameters in param_groups order.
+    if saved["state"]:
+        raise _FormatError("the optimizer state holds values that are not tensors.")
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    state = {}
-    for index, entries in saved["state"].items():
-        state[_param_index(index, parameters)] = {
-            key: _decode(value) for key, value in entries.items()
-        }
+    kinds = estimator._solver_spec.state_entries
+    entries = [None] * len(parameters)
     for key, tensor in tensors.items():
         if not key.startswith("optimizer."):
             continue
         index, _, name = key.removeprefix("optimizer.").partition(".")
         index = _param_index(index, parameters)
-        if tensor.ndim and tuple(tensor.shape) != tuple(parameters[index].shape):
-            raise _FormatError(f"optimizer tensor {key!r} has the wrong shape.")
-        state.setdefault(index, {})[name] = tensor
+        if name not in kinds:
+            raise _FormatError(f"unexpected optimizer tensor {key!r}.")
+        if kinds[name] == "count":
+            value = tensor.item() if tensor.numel() == 1 and tensor.ndim == 0 else None
+            if not isinstance(value, float) or not value.is_integer():
+                raise _FormatError(f"optimizer tensor {key!r} is not a step count.")
+            value = int(value)
+        else:
+            value = tensor.numpy()
+        entries[index] = {**(entries[index] or {}), name: value}
+    saved_state = {"learning_rate": groups[0].get("lr"), "parameters": entries}
     try:
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, RuntimeError) as exc:
-        raise _FormatError(f"the optimizer state does not load ({exc}).") from exc
-    return optimizer
+        checked = _state._check_optimizer_state(
+            saved_state, estimator, estimator.module_
+        )
+        return _state._rebuild_optimizer(estimator, checked)
+    except ValueError as exc:
+        raise _FormatError(str(exc)) from None
 
 
 def _param_index(text, parameters):
@@ -745,6 +762,12 @@ def _decode_array(value):
         for item in items
     ):
         raise _FormatError("arrays hold scalars only.")
+    if dtype.kind in "US":
+        # The width the strings need, not the file's: a "<U999999999" dtype
+        # would allocate gigabytes from a few bytes of JSON.
+        width = max([len(item) for item in items if isinstance(item, str)] or [1])
+        chars = dtype.itemsize // (4 if dtype.kind == "U" else 1)
+        dtype = np.dtype(f"{dtype.str[:2]}{min(width, chars)}")
     array = np.empty(len(items), dtype=dtype)
     for index, item in enumerate(items):
         array[index] = item

@@ -18,10 +18,13 @@ The state of a fitted estimator replaces ``module_``, ``_optimizer``,
     ``{"layer": "activation", "name"}`` or ``{"layer": "dropout", "p"}``) and
     each Linear layer's weight (out, in) and bias, in layer order.
 ``_optimizer_state``
-    None (no optimizer yet), or one entry per parameter in the optimizer's
-    order: None (no state yet) or a dict of the solver's ``state_entries``
-    (step counts as ints, moments as arrays). Hyper-parameters are not stored:
-    the optimizer is built from the estimator's validated parameters.
+    None (no optimizer yet), or ``{"learning_rate": float, "parameters":
+    [...]}``: the current learning rate (``learning_rate="invscaling"`` and
+    ``"adaptive"`` lower it as training goes) and one entry per parameter in
+    the optimizer's order: None (no state yet) or a dict of the solver's
+    ``state_entries`` (step counts as ints, moments as arrays). The other
+    hyper-parameters are not stored: the optimizer is built from the
+    estimator's validated parameters.
 ``_target_type``
     The name of the target in :data:`skorchlite._targets.TARGETS`.
 ``_history``
@@ -30,6 +33,7 @@ The state of a fitted estimator replaces ``module_``, ``_optimizer``,
 
 import dataclasses
 import itertools
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -112,7 +116,14 @@ def module_state(module):
 
 
 def optimizer_state(optimizer, solver):
-    """Per-parameter optimizer state as ints and numpy arrays."""
+    """The learning rate, and per-parameter state as ints and numpy arrays."""
+    return {
+        "learning_rate": float(optimizer.param_groups[0]["lr"]),
+        "parameters": _parameter_states(optimizer, solver),
+    }
+
+
+def _parameter_states(optimizer, solver):
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     entries = []
     for parameter in parameters:
@@ -331,13 +342,25 @@ def _check_history(fields):
     )
 
 
-def _check_optimizer_state(entries, estimator, module):
-    """The checked per-parameter entries, or None for no optimizer."""
-    if entries is None:
+def _check_optimizer_state(saved, estimator, module):
+    """The checked learning rate and per-parameter entries, or None."""
+    if saved is None:
         return None
     solver = estimator._solver_spec
     if not solver.stochastic:
         raise ValueError(f"solver={solver.name!r} keeps no optimizer state.")
+    if not isinstance(saved, dict) or set(saved) != {"learning_rate", "parameters"}:
+        raise ValueError("the optimizer state needs learning_rate and parameters.")
+    learning_rate = saved["learning_rate"]
+    if not _is_real(learning_rate) or not 0 < learning_rate < math.inf:
+        raise ValueError(f"invalid optimizer learning_rate {learning_rate!r}.")
+    return float(learning_rate), _check_parameter_states(
+        saved["parameters"], estimator, module
+    )
+
+
+def _check_parameter_states(entries, estimator, module):
+    solver = estimator._solver_spec
     # The parameters in the solver's order (AdamW: weights, then biases); an
     # optimizer without state allocates nothing.
     probe = [
@@ -375,13 +398,14 @@ def _check_optimizer_state(entries, estimator, module):
     return checked
 
 
-def _rebuild_optimizer(estimator, entries):
+def _rebuild_optimizer(estimator, checked):
     """A new optimizer of the estimator's solver, given the checked state.
 
-    The parameter groups (learning rate, betas, ...) are the estimator's own;
-    only tensors we made, each of its parameter's shape, dtype and device,
-    reach torch.
+    The parameter groups (betas, momentum, ...) are the estimator's own, with
+    the saved learning rate; only tensors we made, each of its parameter's
+    shape, dtype and device, reach torch.
     """
+    learning_rate, entries = checked
     optimizer = estimator._make_optimizer()
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     kinds = estimator._solver_spec.state_entries
@@ -398,6 +422,8 @@ def _rebuild_optimizer(estimator, entries):
     optimizer.load_state_dict(
         {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
     )
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
     return optimizer
 
 

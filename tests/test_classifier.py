@@ -906,7 +906,7 @@ def test_pickle_round_trip_and_cpu_state(make_clf, moons):
     assert all(isinstance(a, np.ndarray) for a in state["_module_state"]["arrays"])
     assert all(
         isinstance(entry["exp_avg"], np.ndarray) and isinstance(entry["step"], int)
-        for entry in state["_optimizer_state"]
+        for entry in state["_optimizer_state"]["parameters"]
     )
     # Pickling leaves the live estimator whole.
     assert isinstance(clf._optimizer, torch.optim.Optimizer)

@@ -306,6 +306,77 @@ def test_weights_of_the_wrong_shape_are_rejected(fitted):
         _loads(_resign(manifest, safetensors.torch.save(tensors)))
 
 
+def _with_optimizer_change(fitted, change):
+    """A re-signed file of ``fitted`` with ``change(manifest_optimizer, tensors)``."""
+    clf, _ = fitted
+    manifest, weights = _members(_dumps(clf))
+    tensors = safetensors.torch.load(weights)
+    change(manifest["fitted"]["optimizer"], tensors)
+    return _resign(manifest, safetensors.torch.save(tensors))
+
+
+def _zero_d_moment(optimizer, tensors):
+    tensors["optimizer.0.exp_avg"] = torch.zeros((), dtype=torch.float64)
+
+
+def _permuted_groups(optimizer, tensors):
+    params = optimizer["param_groups"][0]["params"]
+    params[0], params[1] = params[1], params[0]
+
+
+def _learning_rate(value):
+    def change(optimizer, tensors):
+        optimizer["param_groups"][0]["lr"] = value
+
+    return change
+
+
+def _maximize(optimizer, tensors):
+    optimizer["param_groups"][0]["maximize"] = True
+
+
+def _negative_step(optimizer, tensors):
+    tensors["optimizer.1.step"] = torch.tensor(-3.0)
+
+
+# Each reached torch's fused Adam kernel (heap corruption, segfaults) or
+# trained on wrong settings before the optimizer state was checked.
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_zero_d_moment, "has shape \\(\\)"),
+        (_permuted_groups, "optimizer settings"),
+        (_learning_rate(-10.0), "invalid optimizer learning_rate"),
+        (_maximize, "optimizer settings"),
+        (_negative_step, "positive integer"),
+    ],
+)
+def test_crafted_optimizer_state_is_rejected(fitted, change, message):
+    with pytest.raises(ValueError, match=message):
+        _loads(_with_optimizer_change(fitted, change))
+
+
+def test_a_huge_string_dtype_allocates_only_what_the_strings_need(fitted):
+    import tracemalloc
+
+    clf, X = fitted
+    manifest, weights = _members(_dumps(clf))
+    attributes = dict(manifest["fitted"]["attributes"])
+    classes = attributes["classes_"]
+    assert classes["ndarray"].startswith("<U")
+    # 2**28 characters a label: 3 GiB for three classes if taken at its word.
+    attributes["classes_"] = {**classes, "ndarray": "<U268435456"}
+    manifest["fitted"]["attributes"] = attributes
+    tracemalloc.start()
+    try:
+        loaded = _loads(_resign(manifest, weights))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
 def test_a_newer_format_version_is_rejected(fitted):
     clf, _ = fitted
     manifest, weights = _members(_dumps(clf))

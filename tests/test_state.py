@@ -77,6 +77,29 @@ def test_pickle_and_deepcopy_restore_predictions_and_training(fitted, data):
             assert_array_equal(restored.predict_proba(X), ours.predict_proba(X))
 
 
+@pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
+def test_a_lowered_learning_rate_carries_over(learning_rate, data):
+    X, y = data
+    clf = TorchMLPClassifier(
+        (6,),
+        solver="sgd",
+        learning_rate=learning_rate,
+        learning_rate_init=0.1,
+        tol=1.0,
+        n_iter_no_change=1,
+        max_iter=4,
+        random_state=0,
+    )
+    clf = _fit(clf, X, y)
+    lowered = clf._optimizer.param_groups[0]["lr"]
+    assert lowered < 0.1
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored._optimizer.param_groups[0]["lr"] == lowered
+    clf.partial_fit(X, y)
+    restored.partial_fit(X, y)
+    assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
 def test_restored_parameters_are_trainable_outside_inference_mode(fitted, data):
     X, y = data
     with torch.inference_mode():
@@ -146,32 +169,45 @@ CRAFTED = {
     ),
     "dtype": (("_module_state", "dtype"), "<U999999999", "unsupported module dtype"),
     "0-d moment": (
-        ("_optimizer_state", 0, "exp_avg"),
+        ("_optimizer_state", "parameters", 0, "exp_avg"),
         np.float64(0.0),
         "must be a numpy array",
     ),
     "0-d array moment": (
-        ("_optimizer_state", 0, "exp_avg"),
+        ("_optimizer_state", "parameters", 0, "exp_avg"),
         np.array(0.0),
         "has shape \\(\\)",
     ),
     "negative second moment": (
-        ("_optimizer_state", 1, "exp_avg_sq"),
+        ("_optimizer_state", "parameters", 1, "exp_avg_sq"),
         -np.ones(6),
         "negative",
     ),
-    "step zero": (("_optimizer_state", 0, "step"), 0, "positive integer"),
-    "negative step": (("_optimizer_state", 0, "step"), -3, "positive integer"),
-    "float step": (("_optimizer_state", 0, "step"), 2.5, "positive integer"),
+    "step zero": (("_optimizer_state", "parameters", 0, "step"), 0, "positive integer"),
+    "negative step": (
+        ("_optimizer_state", "parameters", 0, "step"),
+        -3,
+        "positive integer",
+    ),
+    "float step": (
+        ("_optimizer_state", "parameters", 0, "step"),
+        2.5,
+        "positive integer",
+    ),
     "extra entry": (
-        ("_optimizer_state", 0, "max_exp_avg_sq"),
+        ("_optimizer_state", "parameters", 0, "max_exp_avg_sq"),
         np.zeros((6, 5)),
         "must have the entries",
     ),
     "permuted parameters": (
-        ("_optimizer_state",),
+        ("_optimizer_state", "parameters"),
         _SWAP,
         "has shape",
+    ),
+    "negative learning rate": (
+        ("_optimizer_state", "learning_rate"),
+        -10.0,
+        "invalid optimizer learning_rate",
     ),
     "unsorted classes": (("classes_",), np.array([1, 0]), "sorted and unique"),
     "duplicated classes": (("classes_",), np.array([0, 0]), "sorted and unique"),
@@ -190,7 +226,7 @@ CRAFTED = {
 def test_crafted_state_raises_value_error_naming_the_problem(adam_state, name):
     path, value, message = CRAFTED[name]
     if value is _SWAP:
-        entries = list(adam_state["_optimizer_state"])
+        entries = list(adam_state["_optimizer_state"]["parameters"])
         state = _set(adam_state, path, [entries[1], entries[0], *entries[2:]])
     else:
         state = _set(adam_state, path, value)
