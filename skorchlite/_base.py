@@ -27,8 +27,10 @@ from sklearn.utils.validation import (
 from ._device import (
     cpu_threads_for,
     module_device,
+    module_on_cpu,
     resolve_device,
     resolve_dtype,
+    tensors_to_cpu,
     torch_threads,
     without_inference_tensors,
 )
@@ -643,8 +645,18 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         # __dict__ itself: copy it, or the estimator being pickled would change.
         state = dict(super().__getstate__())
         if "module_" in state:
-            with torch_threads(1):
-                plain = fitted_state(self)
+            try:
+                with torch_threads(1):
+                    plain = fitted_state(self)
+            except TypeError:
+                # A module_ the user changed into layers we do not build cannot
+                # be plain arrays: it travels as torch objects (pickle and
+                # deepcopy load it; skops cannot).
+                state["module_"] = module_on_cpu(self.module_)
+                if "_optimizer" in state:
+                    optimizer_state = self._optimizer.state_dict()
+                    state["_optimizer"] = tensors_to_cpu(optimizer_state)
+                return state
             for key in LIVE_KEYS:
                 state.pop(key, None)
             state.update(plain)
@@ -663,7 +675,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             raise ValueError(f"the state of {type(self).__name__} must be a dict.")
         state = dict(state)
         if isinstance(state.get("module_"), torch.nn.Module):
-            self._setstate_torch(state)  # pickled by skorchlite <= 0.x
+            self._setstate_torch(state)  # a custom module_, or an older pickle
             return
         fitted = "_module_state" in state
         if not fitted and any(key in state for key in (*STATE_KEYS, *LIVE_KEYS)):

@@ -267,3 +267,13 @@ def test_a_failed_restore_leaves_no_half_state(adam_state):
     with pytest.raises(ValueError):
         estimator.__setstate__(_set(adam_state, ("_seed",), -1))
     assert vars(estimator) == {}
+
+
+def test_a_module_changed_by_the_user_still_pickles(data):
+    X, y = data
+    clf = _fit(TorchMLPClassifier((6,), max_iter=3, random_state=0), X, y)
+    clf.module_[1] = torch.nn.LeakyReLU(0.3)  # not a layer fit builds
+    for restored in (pickle.loads(pickle.dumps(clf)), copy.deepcopy(clf)):
+        assert isinstance(restored.module_[1], torch.nn.LeakyReLU)
+        assert restored.module_[1].negative_slope == 0.3
+        assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
