@@ -151,7 +151,9 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
     [7]
     """
     sizes = hidden_layer_sizes
-    sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+    # A 0-d numpy array has __iter__ but cannot be iterated.
+    iterable = hasattr(sizes, "__iter__") and getattr(sizes, "ndim", 1) != 0
+    sizes = list(sizes) if iterable else [sizes]
     wrong = [
         size
         for size in sizes

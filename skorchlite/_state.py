@@ -41,7 +41,7 @@ import torch
 from sklearn.base import is_regressor
 from torch import nn
 
-from ._mlp import ACTIVATIONS, Dropout, linear_layers
+from ._mlp import ACTIVATIONS, Dropout, check_hidden_layer_sizes, linear_layers
 from ._targets import TARGETS
 from ._training import History
 
@@ -175,6 +175,7 @@ def restore_fitted(estimator, state):
         raise ValueError(f"the parameters {missing} are missing.")
     try:
         estimator._validate_params()
+        check_hidden_layer_sizes(estimator.hidden_layer_sizes)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"invalid parameters: {exc}") from None
     saved = {key: state.get(key) for key in STATE_KEYS}

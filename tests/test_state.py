@@ -216,6 +216,7 @@ CRAFTED = {
     "float n_outputs_": (("n_outputs_",), 1.0, "must be integers"),
     "huge seed": (("_seed",), 10**30, "invalid _seed"),
     "negative lr": (("learning_rate_init",), -10.0, "invalid parameters"),
+    "0-d hidden sizes": (("hidden_layer_sizes",), np.array(0.0), "positive integers"),
     "unknown target": (("_target_type",), "continuous", "not one of"),
     "history": (("_history", "n_iter"), -1, "history"),
     "out activation": (("out_activation_",), "softmax", "out_activation_"),
