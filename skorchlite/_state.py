@@ -153,8 +153,9 @@ def restore_fitted(estimator, state):
     """Rebuild ``estimator``'s torch objects from the plain ``state``.
 
     ``state`` holds the estimator's other attributes too; they are checked
-    against the network. Nothing is set on ``estimator`` until all checks
-    pass, except the optimizer, built last over the moved module.
+    against the network. The torch objects are set only once every check has
+    passed (the optimizer last, over the moved module); ``__setstate__``
+    empties the estimator if any fails.
 
     Parameters
     ----------
