@@ -5,6 +5,7 @@ from ._classifier import TorchMLPClassifier
 from ._onnx import export_onnx
 from ._persistence import load, save
 from ._regressor import TorchMLPRegressor
+from ._skl2onnx import register_onnx_converters
 from .model_selection import (
     BatchedGridSearchCV,
     BatchedHalvingGridSearchCV,
@@ -27,5 +28,6 @@ __all__ = [
     "export_onnx",
     "load",
     "plot_decision_boundaries",
+    "register_onnx_converters",
     "save",
 ]

@@ -85,9 +85,9 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     skl2onnx = _require("skl2onnx")
     from skl2onnx.common.data_types import FloatTensorType
 
-    from ._skl2onnx import register_converters
+    from ._skl2onnx import register_onnx_converters
 
-    register_converters()
+    register_onnx_converters()
     n_features = estimator.n_features_in_
     model = skl2onnx.convert_sklearn(
         estimator,

@@ -1,6 +1,6 @@
 """skl2onnx converters for TorchMLPClassifier and TorchMLPRegressor.
 
-After :func:`register_converters`, ``skl2onnx.to_onnx`` converts our
+After :func:`register_onnx_converters`, ``skl2onnx.to_onnx`` converts our
 estimators alone or inside a Pipeline (or any meta-estimator skl2onnx
 handles), with the options skl2onnx gives classifiers (``zipmap``). The graph
 is written from the fitted arrays (:func:`skorchlite._state.module_state`),
@@ -28,7 +28,7 @@ _ALIASES = {
 }
 
 
-def register_converters():
+def register_onnx_converters():
     """Register our estimators' shape calculators and converters in skl2onnx.
 
     Call it once before ``skl2onnx.to_onnx`` / ``convert_sklearn``; calling it
@@ -48,8 +48,8 @@ def register_converters():
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from skorchlite import TorchMLPClassifier
-    >>> from skorchlite._skl2onnx import register_converters
-    >>> register_converters()
+    >>> from skorchlite import register_onnx_converters
+    >>> register_onnx_converters()
     >>> X, y = make_blobs(100, centers=3, random_state=0)
     >>> X = X.astype(np.float32)
     >>> pipe = make_pipeline(

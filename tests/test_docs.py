@@ -99,7 +99,10 @@ def test_docs_build_without_warnings(tmp_path):
             continue
         page = html / "generated" / f"skorchlite.{name}.html"
         assert page.is_file(), f"{name} is missing from docs/api.rst"
-        assert "Parameters" in page.read_text(encoding="utf-8"), name
+        # numpydoc rendered its sections (a function without parameters has
+        # none of those, but raises or returns)
+        text = page.read_text(encoding="utf-8")
+        assert any(section in text for section in ("Parameters", "Raises")), name
 
     # the gallery lists every example
     index = (html / "auto_examples" / "index.html").read_text(encoding="utf-8")

@@ -24,9 +24,9 @@ onnxruntime = pytest.importorskip(
     "onnxruntime", reason="the onnx extra is not installed"
 )
 
-from skorchlite._skl2onnx import register_converters  # noqa: E402
+from skorchlite import register_onnx_converters  # noqa: E402
 
-register_converters()
+register_onnx_converters()
 
 KINDS = ["binary", "multiclass", "multilabel", "regression"]
 
