@@ -231,33 +231,12 @@ def _fitted_state(estimator):
 
 def _layout(module):
     """The layer list of ``module``: only the layers ``load`` can rebuild."""
-    if not isinstance(module, nn.Sequential):
+    try:
+        return _state.module_layout(module)
+    except TypeError as exc:
         raise TypeError(
-            f"save() needs module_ to be an nn.Sequential, got {type(module)}."
-        )
-    layout = []
-    for layer in module:
-        if type(layer) is nn.Linear:
-            layout.append(
-                {
-                    "layer": "linear",
-                    "in_features": layer.in_features,
-                    "out_features": layer.out_features,
-                }
-            )
-        elif type(layer) in (nn.Dropout, Dropout):
-            layout.append({"layer": "dropout", "p": float(layer.p)})
-        elif type(layer) in _ACTIVATION_NAMES and repr(layer) == repr(type(layer)()):
-            layout.append(
-                {"layer": "activation", "name": _ACTIVATION_NAMES[type(layer)]}
-            )
-        else:
-            raise TypeError(
-                f"save() cannot store the layer {layer!r} of module_: only the "
-                "Linear, Dropout and activation layers that TorchMLPClassifier "
-                "builds can be saved. Use pickle or joblib for custom modules."
-            )
-    return layout
+            f"save() {exc} Use pickle or joblib for custom modules."
+        ) from None
 
 
 def _optimizer_state(optimizer):
@@ -502,68 +481,24 @@ def _rebuild_module(layout, tensors, dtype):
 
 
 def _check_attributes(estimator, attributes, target_type, module):
-    """The attributes predict relies on, consistent with the network; returns
-    the target they describe."""
-    target_class = TARGETS[target_type]
-    required = [
-        "n_features_in_",
-        "n_outputs_",
-        "out_activation_",
-        *target_class.fitted_attributes,
-    ]
-    missing = [name for name in required if name not in attributes]
-    if missing:
-        raise _FormatError(f"missing fitted attributes {missing}.")
-    linears = linear_layers(module)
-    n_outputs = attributes["n_outputs_"]
-    n_features = attributes["n_features_in_"]
+    """The attributes predict relies on, consistent with the network (the
+    pickled state's checks); returns the target they describe."""
     try:
-        target = target_class.from_fitted(attributes, estimator)
+        return _state.check_attributes(
+            estimator, attributes, TARGETS[target_type], module
+        )
     except ValueError as exc:
         raise _FormatError(str(exc)) from None
-    described = f"a {target_type} target of {target.n_outputs} output(s)"
-    if n_outputs != target.n_outputs or linears[-1].out_features != n_outputs:
-        raise _FormatError(
-            f"{described} do not match n_outputs_={n_outputs!r} and the "
-            f"network's {linears[-1].out_features} outputs."
-        )
-    if n_features != linears[0].in_features:
-        raise _FormatError(
-            f"n_features_in_={n_features!r} does not match the network's "
-            f"{linears[0].in_features} inputs."
-        )
-    names = attributes.get("feature_names_in_")
-    if names is not None and (
-        not isinstance(names, np.ndarray) or names.shape != (n_features,)
-    ):
-        raise _FormatError("feature_names_in_ does not match n_features_in_.")
-    if attributes["out_activation_"] != target.out_activation:
-        raise _FormatError(f"out_activation_ must be {target.out_activation!r}.")
-    return target
 
 
 def _decode_history(fields):
-    known = {field.name for field in dataclasses.fields(History)}
     values = {name: _decode(value) for name, value in fields.items()}
     # Files from before validation losses were kept have none.
     values.setdefault("validation_losses", [])
-    if set(values) != known:
-        raise _FormatError(f"the history needs the fields {sorted(known)}.")
-    counts = ("n_iter", "t", "no_improvement_count")
-    floats = ("best_loss", "best_validation_score")
-    lists = ("loss_curve", "validation_scores", "validation_losses")
-    if (
-        not all(isinstance(values[name], Integral) for name in counts)
-        or not all(isinstance(values[name], Real) for name in floats)
-        or not all(
-            isinstance(values[name], list)
-            and all(isinstance(v, Real) for v in values[name])
-            for name in lists
-        )
-        or not (values["loss"] is None or isinstance(values["loss"], Real))
-    ):
-        raise _FormatError("the training history has values of the wrong type.")
-    return History(**values)
+    try:
+        return _state.check_history(values)
+    except ValueError as exc:
+        raise _FormatError(str(exc)) from None
 
 
 def _rebuild_optimizer(estimator, saved, tensors):

@@ -83,6 +83,23 @@ def fitted_state(estimator):
 
 def module_state(module):
     """The layout, dtype and weights (numpy, on the CPU) of ``module``."""
+    layout = module_layout(module)
+    linears = linear_layers(module)
+    arrays = [
+        _to_numpy(tensor) for layer in linears for tensor in (layer.weight, layer.bias)
+    ]
+    dtype = str(linears[0].weight.dtype).removeprefix("torch.")
+    return {"layout": layout, "dtype": dtype, "arrays": arrays}
+
+
+def module_layout(module):
+    """The layer list of ``module`` (only the layers the estimator builds).
+
+    Raises
+    ------
+    TypeError
+        If ``module`` holds another kind of layer, or is no ``nn.Sequential``.
+    """
     if not isinstance(module, nn.Sequential):
         raise TypeError(f"module_ must be an nn.Sequential, got {type(module)}.")
     layout = []
@@ -107,12 +124,7 @@ def module_state(module):
                 "only the Linear, Dropout and activation layers the estimator "
                 "builds can be."
             )
-    linears = linear_layers(module)
-    arrays = [
-        _to_numpy(tensor) for layer in linears for tensor in (layer.weight, layer.bias)
-    ]
-    dtype = str(linears[0].weight.dtype).removeprefix("torch.")
-    return {"layout": layout, "dtype": dtype, "arrays": arrays}
+    return layout
 
 
 def optimizer_state(optimizer, solver):
@@ -190,8 +202,8 @@ def restore_fitted(estimator, state):
         )
     with torch.inference_mode(False):
         module = rebuild_module(saved["_module_state"])
-    target = _check_attributes(estimator, state, target_class, module)
-    history = _check_history(saved["_history"])
+    target = check_attributes(estimator, state, target_class, module)
+    history = check_history(saved["_history"])
     seed = state.get("_seed")
     if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
         raise ValueError(f"invalid _seed {seed!r}.")
@@ -280,7 +292,7 @@ def _check_array(array, shape, dtype, name, nonnegative=False):
         raise ValueError(f"{name} holds negative values.")
 
 
-def _check_attributes(estimator, state, target_class, module):
+def check_attributes(estimator, state, target_class, module):
     """The target the attributes describe, consistent with the network."""
     required = [
         "n_features_in_",
@@ -298,9 +310,9 @@ def _check_attributes(estimator, state, target_class, module):
     target = target_class.from_fitted(state, estimator)
     if n_outputs != target.n_outputs or linears[-1].out_features != n_outputs:
         raise ValueError(
-            f"a {target_class.name} target of {target.n_outputs} output(s) does "
-            f"not match n_outputs_={n_outputs!r} and the network's "
-            f"{linears[-1].out_features} outputs."
+            f"n_outputs_={n_outputs!r} and the network's "
+            f"{linears[-1].out_features} outputs do not match a "
+            f"{target_class.name} target of {target.n_outputs} output(s)."
         )
     if n_features != linears[0].in_features:
         raise ValueError(
@@ -319,7 +331,7 @@ def _check_attributes(estimator, state, target_class, module):
     return target
 
 
-def _check_history(fields):
+def check_history(fields):
     names = {field.name for field in dataclasses.fields(History)}
     if not isinstance(fields, dict) or set(fields) != names:
         raise ValueError(f"the training history needs the fields {sorted(names)}.")
