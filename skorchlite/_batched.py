@@ -384,7 +384,7 @@ class BatchedGroup:
         """
         M, n_rows = X.shape[:2]
         z, outputs, activations, masks = self._forward(X, start)
-        losses, delta = self._losses_and_delta(z, y)
+        losses, delta = self.target.losses_and_delta(z, y, dim=1)
         if w is None:
             weight_sum = n_rows
             loss = losses.sum(dim=1) / n_rows
@@ -475,12 +475,6 @@ class BatchedGroup:
             self.target.validation_score(outputs, self.y_val, w),
         )
 
-    def _losses_and_delta(self, outputs, y):
-        """Loss of each row (M, B), and its gradient with respect to the
-        outputs ``(M, n_outputs, B)``, in their layout."""
-        losses, delta = self.target.losses_and_delta(outputs.mT, y)
-        return losses, delta.mT.contiguous()
-
     def _step(self, X, y, w, n_real, start, step):
         """One minibatch step of every model; returns the batch losses (M,).
 
@@ -516,10 +510,19 @@ class BatchedGroup:
         chunk = max(1, GATHER_MAX_NUMBERS // (numbers_per_row * size)) * size
         total = torch.zeros_like(n)
         n_batches = 0
+        M = self.flat.shape[0]
+        # Rows of the data sets stacked end to end: one index_select gathers
+        # every model's rows (2-3x faster than indexing two dimensions).
+        X_rows = self.X.view(-1, self.X.shape[2])
+        y_rows = self.y.view(-1, *self.y.shape[2:])
+        offsets = (self.data_id * self.n_rows)[:, None]
         for first in range(0, self.n_rows, chunk):
             rows = permutations[:, first : first + chunk]
-            X = self.X[self.data_id[:, None], rows]
-            y = self.y[self.data_id[:, None], rows]
+            index = (offsets + rows).view(-1)
+            X = X_rows.index_select(0, index).view(M, -1, X_rows.shape[1])
+            y = y_rows.index_select(0, index).view(M, -1, *y_rows.shape[1:])
+            if y.dim() == 3:  # outputs in the activations' layout (M, outputs, B)
+                y = y.mT.contiguous()
             w = None if self.w is None else self.w.gather(1, rows)
             for start in range(first, min(first + chunk, self.n_rows), size):
                 batch = slice(start - first, start - first + size)
@@ -529,7 +532,7 @@ class BatchedGroup:
                     n_real = (n - start).clamp(max=n_real)
                 batch_w = None if w is None else w[:, batch]
                 batch_loss = self._step(
-                    X[:, batch], y[:, batch], batch_w, n_real, start, step
+                    X[:, batch], y[..., batch], batch_w, n_real, start, step
                 )
                 total += batch_loss * n_real
                 n_batches += 1

@@ -62,8 +62,12 @@ class Target:
         """The per-row loss, a torch module ``(outputs, y) -> losses``."""
         raise NotImplementedError
 
-    def losses_and_delta(self, outputs, y):
-        """Per-row losses and their gradient with respect to ``outputs``."""
+    def losses_and_delta(self, outputs, y, dim=-1):
+        """Per-row losses and their gradient with respect to ``outputs``.
+
+        The outputs of a row lie along ``dim`` (of ``outputs`` and of ``y``,
+        which for class indices has no such dimension).
+        """
         raise NotImplementedError
 
     def encode(self, y, dtype):
@@ -113,11 +117,11 @@ class _Classification(Target):
     def loss_function(self):
         return _SummedOverOutputs(nn.BCEWithLogitsLoss(reduction="none"))
 
-    def losses_and_delta(self, outputs, y):
+    def losses_and_delta(self, outputs, y, dim=-1):
         losses = nn.functional.binary_cross_entropy_with_logits(
             outputs, y, reduction="none"
         )
-        return losses.sum(dim=-1), torch.sigmoid(outputs).sub_(y)
+        return losses.sum(dim=dim), torch.sigmoid(outputs).sub_(y)
 
     def head(self, outputs):
         return torch.sigmoid(outputs)
@@ -247,14 +251,14 @@ class MulticlassTarget(_Classification):
     def loss_function(self):
         return nn.CrossEntropyLoss(reduction="none")
 
-    def losses_and_delta(self, outputs, y):
-        """``y`` holds class indices, ``outputs`` has the classes last."""
-        log_probabilities = torch.log_softmax(outputs, dim=-1)
-        index = y.unsqueeze(-1)
-        losses = -log_probabilities.gather(-1, index).squeeze(-1)
+    def losses_and_delta(self, outputs, y, dim=-1):
+        """``y`` holds class indices, ``outputs`` has the classes along ``dim``."""
+        log_probabilities = torch.log_softmax(outputs, dim=dim)
+        index = y.unsqueeze(dim)
+        losses = -log_probabilities.gather(dim, index).squeeze(dim)
         # softmax minus the one-hot targets, with one scatter_add_
         delta = log_probabilities.exp_()
-        delta.scatter_add_(-1, index, delta.new_full(index.shape, -1.0))
+        delta.scatter_add_(dim, index, delta.new_full(index.shape, -1.0))
         return losses, delta
 
     def encode(self, y, dtype):
@@ -388,17 +392,17 @@ class ContinuousTarget(Target):
             return _HalfPoissonDeviance()
         return _HalfSquaredError()
 
-    def losses_and_delta(self, outputs, y):
+    def losses_and_delta(self, outputs, y, dim=-1):
         if self.loss == "poisson":
             predictions = torch.exp(outputs)
-            losses = _half_poisson_deviance(predictions, outputs, y)
+            losses = _half_poisson_deviance(predictions, outputs, y, dim)
             # The exp link is the Poisson's canonical one: d/dz = exp(z) - y.
             return losses, predictions.sub_(y)
         residuals = outputs - y
         # MLPRegressor reports this loss but steps along the gradient of its
         # sum over the outputs; we step along the loss we report (the same for
         # one output; Adam and L-BFGS hardly notice the scale otherwise).
-        return 0.5 * residuals.square().mean(dim=-1), residuals.div_(self.n_outputs)
+        return 0.5 * residuals.square().mean(dim=dim), residuals.div_(self.n_outputs)
 
     def encode(self, y, dtype):
         return torch.as_tensor(np.asarray(y).reshape(len(y), -1), dtype=dtype)
@@ -446,10 +450,10 @@ class _HalfSquaredError(nn.Module):
         return 0.5 * (outputs - y).square().mean(dim=-1)
 
 
-def _half_poisson_deviance(predictions, outputs, y):
+def _half_poisson_deviance(predictions, outputs, y, dim=-1):
     # y log(y / mu) - y + mu, with mu = exp(z), 0 log 0 = 0: MLPRegressor's.
     y_log_y = torch.special.xlogy(y, y)
-    return (y_log_y - y * outputs - y + predictions).sum(dim=-1)
+    return (y_log_y - y * outputs - y + predictions).sum(dim=dim)
 
 
 class _HalfPoissonDeviance(nn.Module):
