@@ -299,6 +299,7 @@ class BatchedGroup:
         # Weighted fits count the L2 penalty in each batch's loss, unweighted
         # ones add it once per epoch (see Trainer._epoch).
         self.weighted = torch.tensor(weighted, device=self.device)
+        self.any_weighted = any(weighted)  # padding alone is no weighting
         self.n_samples_col = _column(self.n_samples, self.X)[:, 0]
         if any(weighted) or min(self.n_samples) < self.n_rows:
             weights = [job.weights for job in self.jobs]
@@ -483,7 +484,7 @@ class BatchedGroup:
         """
         flat = self.flat
         grad, loss, weight_sum = self._gradient(X, y, w, n_real, start)
-        if self.w is not None and self.use_l2:
+        if self.any_weighted and self.use_l2:
             penalty = 0.5 * (self.l2 * flat.square()).sum(dim=1) / weight_sum[:, 0]
             loss = torch.where(self.weighted, loss + penalty, loss)
         if isinstance(weight_sum, int) and self.use_l2:
