@@ -4,7 +4,8 @@ A model file is what :func:`skops.io.dump` writes: a ZIP archive of a
 ``schema.json`` describing the object tree and one ``.npy`` member per numpy
 array. skops rebuilds only the types it trusts (builtins, numpy, scipy,
 scikit-learn) plus those the caller names; :func:`load` names the types in
-:data:`TRUSTED_TYPES` and refuses any other. Our estimators' ``__setstate__``
+:data:`TRUSTED_TYPES` and those of :data:`TRUSTED_MODULES`, and refuses any
+other. Our estimators' ``__setstate__``
 then checks every value against the architecture (:mod:`skorchlite._state`).
 
 What skops cannot do, and the code below does: bound the memory a load takes
@@ -17,7 +18,7 @@ import io
 import json
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 
 import torch
@@ -29,7 +30,22 @@ from numpy.lib import format as npy_format
 TRUSTED_TYPES = (
     "skorchlite._classifier.TorchMLPClassifier",
     "skorchlite._regressor.TorchMLPRegressor",
+    "skorchlite.model_selection.BatchedGridSearchCV",
+    "skorchlite.model_selection.BatchedRandomizedSearchCV",
+    "skorchlite.model_selection.BatchedHalvingGridSearchCV",
+    "skorchlite.model_selection.BatchedHalvingRandomSearchCV",
     "torch.device",
+)
+#: The scikit-learn modules whose types and functions :func:`load` trusts too:
+#: what a fitted search holds besides estimators (its cross-validation
+#: splitter, its scorer and the scorer's metric), which skops does not list.
+#: They are built from plain values; a metric runs only when the search scores.
+TRUSTED_MODULES = (
+    "sklearn.model_selection._split",
+    "sklearn.metrics._scorer",
+    "sklearn.metrics._classification",
+    "sklearn.metrics._regression",
+    "sklearn.metrics._ranking",
 )
 SCHEMA = "schema.json"
 # A schema holds ~200 bytes a stored value (arrays are .npy members), so this
@@ -112,8 +128,7 @@ def save(obj, path):
             "changed into layers we do not build travels with pickle or joblib "
             "only."
         ) from exc
-    untrusted = _check_archive(data, sio, "the saved object")
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    refused = _refused(_check_archive(data, sio, "the saved object"))
     if refused:
         raise TypeError(
             f"save() writes files that load() reads, and load() would refuse "
@@ -126,9 +141,10 @@ def save(obj, path):
 def load(path):
     """Load a file written by :func:`save` (or ``skops.io.dump``).
 
-    Only the types of :data:`TRUSTED_TYPES` are trusted beyond skops'
-    defaults, the archive is checked before skops reads it (no member may
-    make the load allocate more than the file's size), and our estimators
+    Only the types of :data:`TRUSTED_TYPES` and :data:`TRUSTED_MODULES` are
+    trusted beyond skops' defaults, the archive is checked before skops reads
+    it (no member may make the load allocate more than the file's size), and
+    our estimators
     check every value they are given. A model trained on a GPU loads on a
     CPU-only machine (with a warning), predicts bit-identically to the saved
     one on the same device, and continues training with ``partial_fit``
@@ -150,7 +166,7 @@ def load(path):
         If skops is not installed (``pip install skorchlite[skops]``).
     ValueError
         If the file is not a skops file, is truncated, corrupted or
-        inconsistent, holds types not in :data:`TRUSTED_TYPES`, or was written
+        inconsistent, holds types it does not trust, or was written
         by skorchlite's earlier format.
 
     See Also
@@ -173,11 +189,12 @@ def load(path):
         with open(path, "rb") as file:
             data, name = file.read(), os.fspath(path)
     untrusted = _check_archive(data, sio, name)
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    refused = _refused(untrusted)
     if refused:
         raise ValueError(
             f"{name} holds the types {refused}, which skorchlite.load does not "
-            f"trust (it trusts {list(TRUSTED_TYPES)} beyond skops' defaults). "
+            f"trust (beyond skops' defaults it trusts {list(TRUSTED_TYPES)} and "
+            f"the contents of {list(TRUSTED_MODULES)}). "
             "If you trust the file's author and these types' code, call "
             "skops.io.load(path, trusted=[...]) with them yourself."
         )
@@ -188,6 +205,15 @@ def load(path):
             return sio.loads(data, trusted=untrusted)
     except _FILE_ERRORS as exc:
         raise ValueError(f"{name} is not a valid model file: {_describe(exc)}") from exc
+
+
+def _refused(untrusted):
+    """The names in ``untrusted`` that :func:`load` does not trust."""
+    return sorted(
+        name
+        for name in set(untrusted) - set(TRUSTED_TYPES)
+        if name.rpartition(".")[0] not in TRUSTED_MODULES
+    )
 
 
 def _skops_io():
@@ -320,16 +346,16 @@ def _write_atomically(path, data):
         return
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
-    descriptor, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+    # Not mkstemp: its files are private (0600). Opened with 0666, the file
+    # gets a new file's usual mode from the umask, which reading the umask
+    # (os.umask sets it, process-wide) would race with other threads.
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        # mkstemp makes the file private (0600); give it a new file's usual mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

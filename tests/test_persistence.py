@@ -23,6 +23,7 @@ from sklearn.datasets import (
     make_regression,
 )
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.multioutput import MultiOutputRegressor
@@ -30,7 +31,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skorchlite._device
-from skorchlite import TorchMLPClassifier, TorchMLPRegressor, _persistence, load, save
+from skorchlite import (
+    BatchedGridSearchCV,
+    TorchMLPClassifier,
+    TorchMLPRegressor,
+    _persistence,
+    load,
+    save,
+)
 
 pytest.importorskip("skops.io", reason="save and load need skops")
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -259,16 +267,40 @@ def test_meta_estimators_round_trip_with_identical_predictions():
     np.testing.assert_array_equal(_loads(_dumps(multi)).predict(X), multi.predict(X))
 
 
-def test_a_search_needs_sklearn_types_trusted_so_save_refuses_it():
+@pytest.mark.parametrize("search_class", [GridSearchCV, BatchedGridSearchCV])
+@pytest.mark.parametrize("scoring", [None, "neg_log_loss", ["accuracy", "f1_macro"]])
+def test_fitted_searches_round_trip(search_class, scoring):
     X, y = _data()
-    search = GridSearchCV(
-        TorchMLPClassifier((4,), max_iter=2, random_state=0), {"alpha": [1e-4]}, cv=2
+    search = search_class(
+        TorchMLPClassifier((4,), max_iter=2, random_state=0),
+        {"alpha": [1e-4, 1e-3]},
+        cv=2,
+        scoring=scoring,
+        refit="f1_macro" if isinstance(scoring, list) else True,
     )
     _fit_quietly(search, X, y)
-    with pytest.raises(TypeError, match=r"StratifiedKFold.*skops\.io\.dump"):
+    loaded = _loads(_dumps(search))
+    assert type(loaded) is search_class
+    np.testing.assert_array_equal(loaded.predict_proba(X), search.predict_proba(X))
+    assert loaded.score(X, y) == search.score(X, y)
+    assert loaded.best_params_ == search.best_params_
+
+
+def _my_metric(y_true, y_pred):
+    return float(np.mean(y_true == y_pred))
+
+
+def test_a_search_scored_by_a_function_of_ours_is_refused():
+    X, y = _data()
+    search = GridSearchCV(
+        TorchMLPClassifier((4,), max_iter=2, random_state=0),
+        {"alpha": [1e-4]},
+        cv=2,
+        scoring=make_scorer(_my_metric),
+    )
+    _fit_quietly(search, X, y)
+    with pytest.raises(TypeError, match=r"_my_metric.*skops\.io\.dump"):
         save(search, io.BytesIO())
-    best = _loads(_dumps(search.best_estimator_))
-    np.testing.assert_array_equal(best.predict(X), search.predict(X))
 
 
 def test_save_to_a_path_is_atomic_and_leaves_no_temporary_file(fitted, tmp_path):
