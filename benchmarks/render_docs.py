@@ -19,7 +19,10 @@ FRAGMENTS = ROOT / "docs" / "user_guide" / "_benchmarks"
 # fragment -> (results file, headings of the sections it shows)
 SOURCES = {
     "first_fit.inc": ("results_machine.md", ["First fit in a fresh process"]),
-    "batched_search.inc": ("results_batched_search.md", ["Batched grid search"]),
+    "batched_search.inc": (
+        "results_batched_search.md",
+        ["Batched-product peak", "Batched searches against scikit-learn"],
+    ),
     "small_products.inc": (
         "results_machine.md",
         ["Small products with and without a second process"],

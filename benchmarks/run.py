@@ -9,8 +9,9 @@ on its own line. The markdown report is printed and written to
 instead (``--output`` chooses the file), so a smoke run leaves the repository
 as it was.
 
-``--batched-search`` and ``--machine-facts`` run the other two comparisons
-(``results_batched_search.md``, ``results_machine.md``). A full run that
+``--machine-facts`` measures the machine facts the docs quote
+(``results_machine.md``); ``batched_search.py`` compares the batched searches
+with scikit-learn's (``results_batched_search.md``). A full run that
 writes into ``benchmarks/`` also renders the documentation's tables from the
 results files (``--docs`` renders them alone; see ``render_docs.py``).
 """
@@ -384,82 +385,6 @@ BATCHED_GRID = {
 }
 
 
-def bench_batched_search(repeats):
-    """Issue 7: BatchedGridSearchCV against GridSearchCV, 3 x 4 grid, 5 folds.
-
-    sklearn's MLPClassifier runs with n_jobs=1 and TorchMLPClassifier with
-    n_jobs=2, as the issue asks; all use random_state=0 and their defaults
-    (max_iter=200, tol-based stopping). Digits is scaled to [0, 1]. Each data
-    set also runs as float32, which every estimator here then trains in.
-    """
-    digits_X, digits_y = load_digits(return_X_y=True)
-    moons_X, moons_y = make_moons(1000, noise=0.07, random_state=42)
-    data = {
-        "moons (1000)": (moons_X, moons_y),
-        "digits": (digits_X / 16.0, digits_y),
-        "moons (1000), float32": (moons_X.astype(np.float32), moons_y),
-        "digits, float32": ((digits_X / 16.0).astype(np.float32), digits_y),
-    }
-    searches = {
-        "BatchedGridSearchCV(TorchMLPClassifier)": lambda: BatchedGridSearchCV(
-            TorchMLPClassifier(random_state=0), BATCHED_GRID, cv=5
-        ),
-        "GridSearchCV(MLPClassifier, n_jobs=1)": lambda: GridSearchCV(
-            MLPClassifier(random_state=0), BATCHED_GRID, cv=5, n_jobs=1
-        ),
-        "GridSearchCV(TorchMLPClassifier, n_jobs=2)": lambda: GridSearchCV(
-            TorchMLPClassifier(random_state=0), BATCHED_GRID, cv=5, n_jobs=2
-        ),
-    }
-    results = {}
-    batched = "BatchedGridSearchCV(TorchMLPClassifier)"
-    for name, (X, y) in data.items():
-        # The three searches take turns, so that each repeat's speed-ups compare
-        # runs made under the same load of this shared machine.
-        runs = {label: [] for label in searches}
-        for _ in range(repeats):
-            for label, make in searches.items():
-                search = make()
-                runs[label].append((timed_fit(search, X, y), search))
-        for label, timed in runs.items():
-            times = [seconds for seconds, _ in timed]
-            ratios = [
-                seconds / base
-                for (seconds, _), (base, _) in zip(timed, runs[batched], strict=True)
-            ]
-            results[name, label] = {
-                "seconds": statistics.median(times),
-                "speed_up": statistics.median(ratios),
-                "best_score": statistics.median(s.best_score_ for _, s in timed),
-                "best_params": timed[-1][1].best_params_,
-            }
-            print(f"  {name}, {label}: {results[name, label]}", file=sys.stderr)
-    return results
-
-
-def batched_search_table(results, repeats):
-    lines = [
-        f"Command: `{command_line()}`",
-        "",
-        "### Batched grid search (issue 7): 3 hidden sizes x 4 learning rates "
-        "x 5 folds = 60 fits",
-        "",
-        f"Median of {repeats} run(s), the three searches taking turns; the speed-up "
-        "is the median of each turn's ratio. The machine is shared, so wall times "
-        "are noisy.",
-        "",
-        "| data | search | wall s | speed-up of batched | best score | best params |",
-        "|---|---|---|---|---|---|",
-    ]
-    for (data, label), r in results.items():
-        lines.append(
-            f"| {data} | {label} | {r['seconds']:.2f} | "
-            f"{r['speed_up']:.1f}x | {r['best_score']:.4f} | "
-            f"{r['best_params']} |"
-        )
-    return lines
-
-
 PRODUCT_SCRIPT = """
 import statistics, sys, time, torch
 torch.set_num_threads({threads})
@@ -786,15 +711,8 @@ def main():
     parser.add_argument(
         "--output",
         type=Path,
-        help="where to write the report (default: benchmarks/results.md, "
-        "results_batched_search.md or results_machine.md; with --quick, a file in "
-        "a new temporary directory)",
-    )
-    parser.add_argument(
-        "--batched-search",
-        action="store_true",
-        help="only the batched grid search comparison (issue 7); writes "
-        "benchmarks/results_batched_search.md",
+        help="where to write the report (default: benchmarks/results.md or "
+        "results_machine.md; with --quick, a file in a new temporary directory)",
     )
     parser.add_argument(
         "--machine-facts",
@@ -812,25 +730,15 @@ def main():
     if args.docs:
         render_docs.main()
         return
-    name = (
-        "results_batched_search.md"
-        if args.batched_search
-        else "results_machine.md"
-        if args.machine_facts
-        else "results.md"
-    )
+    name = "results_machine.md" if args.machine_facts else "results.md"
     if args.output is None:
         folder = (
             Path(tempfile.mkdtemp(prefix="skorchlite-bench-")) if args.quick else HERE
         )
         args.output = folder / name
     warnings.simplefilter("ignore", ConvergenceWarning)
-    if args.batched_search or args.machine_facts:
-        if args.batched_search:
-            results = bench_batched_search(args.repeats)
-            lines = batched_search_table(results, args.repeats)
-        else:
-            lines = machine_facts_report(args.quick)
+    if args.machine_facts:
+        lines = machine_facts_report(args.quick)
         text = "\n".join([f"Machine: {machine()}.", "", *lines]) + "\n"
         finish(args, text)
         return
