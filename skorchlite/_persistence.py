@@ -144,11 +144,10 @@ def load(path):
     Only the types of :data:`TRUSTED_TYPES` and :data:`TRUSTED_MODULES` are
     trusted beyond skops' defaults, the archive is checked before skops reads
     it (no member may make the load allocate more than the file's size), and
-    our estimators
-    check every value they are given. A model trained on a GPU loads on a
-    CPU-only machine (with a warning), predicts bit-identically to the saved
-    one on the same device, and continues training with ``partial_fit``
-    where it stopped.
+    our estimators check every value they are given. A model trained on a GPU
+    loads on a CPU-only machine (with a warning), predicts bit-identically to
+    the saved one on the same device, and continues training with
+    ``partial_fit`` where it stopped.
 
     Parameters
     ----------
