@@ -103,7 +103,8 @@ def test_mlflow_logs_and_loads_pipelines_in_skops_format(tmp_path, monkeypatch):
     # database store would take seconds to migrate for one test.
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
-    for kind, trusted in (("multiclass", CLASSIFIER), ("regression", REGRESSOR)):
+    for kind in KINDS:
+        trusted = REGRESSOR if kind == "regression" else CLASSIFIER
         model, X = _pipeline(kind)
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(
