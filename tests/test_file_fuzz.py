@@ -16,8 +16,9 @@ there. The worker reports one JSON line a file; a crash (a signal, a
 ``MemoryError``, any exception but ``ValueError``) fails the example and names
 the mutation. A load must raise ``ValueError`` with a message, or give a model
 whose ``predict`` (and ``predict_proba``) run with the right number of rows;
-a mutated weight gives another valid model. When the loaded object pickles to
-the same bytes as the original, its predictions must be the original's.
+a mutated weight gives another valid model. When the loaded object's state
+equals the original's (compared value by value), its predictions must be the
+original's.
 
 Schema mutations target our estimator's subtree in three of four Pipeline
 examples: what scikit-learn's own objects do with crafted values (a
