@@ -375,7 +375,8 @@ class BatchedGroup:
     def _gradient(self, X, y, w, n_real, start):
         """Closed-form gradient of every model's batch loss (as in ``_backprop``).
 
-        ``X`` is ``(M, B, n_features + 1)``, its last column ones. Activations
+        ``X`` is ``(M, B, n_features + 1)``, its last column ones; ``y`` is
+        ``(M, n_outputs, B)`` (class indices: ``(M, B)``). Activations
         are kept as ``(M, width, B)``: batched products with few output
         columns are slow on the CPU, and elementwise steps need their operands
         in one memory layout to run at full speed.
