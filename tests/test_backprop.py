@@ -101,10 +101,14 @@ def test_zero_weight_batch_keeps_gradients_finite():
 class _Net(nn.Module):
     """A module of ours' layers that is not an nn.Sequential."""
 
-    def __init__(self):
+    def __init__(self, seed=0):
         super().__init__()
-        self.hidden = nn.Linear(2, 3)
-        self.out = nn.Linear(3, 1)
+        # Initialized from its own seed: the global RNG's state depends on
+        # which tests ran before in this process.
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.hidden = nn.Linear(2, 8)
+            self.out = nn.Linear(8, 1)
 
     def forward(self, X):
         return self.out(torch.relu(self.hidden(X)))
