@@ -526,6 +526,57 @@ def test_halving_random_search_on_max_iter_matches_sklearn(regression_data):
     assert batched.best_params_ == plain.best_params_
 
 
+SEARCHES = {
+    "randomized": (
+        RandomizedSearchCV,
+        BatchedRandomizedSearchCV,
+        dict(n_iter=4, random_state=0),
+    ),
+    "halving-grid": (
+        HalvingGridSearchCV,
+        BatchedHalvingGridSearchCV,
+        dict(factor=2, random_state=0, min_resources=40),
+    ),
+    "halving-random": (
+        HalvingRandomSearchCV,
+        BatchedHalvingRandomSearchCV,
+        dict(n_candidates=4, factor=2, random_state=0, min_resources=40),
+    ),
+}
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+@pytest.mark.parametrize(
+    "case", ["moons", "blobs", "multilabel", "regression", "weighted-pipeline"]
+)
+def test_every_search_matches_sklearn_on_every_target(search, case, request, rng):
+    plain_class, batched_class, options = SEARCHES[search]
+    step, base = "torchmlpclassifier__", {**BASE, "batch_size": 16}
+    fit_params, estimator = {}, TorchMLPClassifier(**base)
+    if case == "regression":
+        X, y = request.getfixturevalue("regression_data")
+        estimator, step = TorchMLPRegressor(**base), "torchmlpregressor__"
+    elif case == "weighted-pipeline":
+        X, y = request.getfixturevalue("blobs")
+        fit_params = {f"{step}sample_weight": rng.integers(0, 3, len(y)) * 1.0}
+    else:
+        X, y = request.getfixturevalue(case)
+    candidates = {
+        f"{step}learning_rate_init": [0.003, 0.01, 0.03, 0.1],
+        f"{step}hidden_layer_sizes": [(4,), (8,)],
+    }
+    estimator = make_pipeline(StandardScaler(), estimator)
+    options = dict(options, cv=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = plain_class(estimator, candidates, **options).fit(X, y, **fit_params)
+        batched = batched_class(estimator, candidates, **options)
+        batched.fit(X, y, **fit_params)
+    n_fits = len(batched.cv_results_["params"]) * 3
+    assert_same_results(plain, batched, n_batched_fits=n_fits)
+    assert batched.best_params_ == plain.best_params_
+
+
 class FailingScaler(StandardScaler):
     def fit(self, X, y=None, sample_weight=None):
         raise ValueError("cannot scale")
