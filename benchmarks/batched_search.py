@@ -111,7 +111,8 @@ class FlopCountingAccuracy:
 
 
 def searches(quick):
-    """(data, label, goal kind, ours, sklearn's), each a factory of a search."""
+    """Rows (data name, X, y, search label, goal kind, ours, sklearn's); the
+    last two make a fresh search each."""
     data = datasets()
     if quick:
         data = {"moons": data["moons"]}
