@@ -21,20 +21,17 @@ fragment is rendered from it.
 """
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import render_docs
-import sklearn
 import torch
+from run import HERE, bmm_gflops, machine, timed_fit
 from sklearn.datasets import load_digits, make_classification, make_moons
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
@@ -54,9 +51,6 @@ from skorchlite.model_selection import (
     BatchedHalvingGridSearchCV,
     BatchedRandomizedSearchCV,
 )
-
-HERE = Path(__file__).parent
-LOAD_AT_START = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 WIDTHS_AND_RATES = {
     "hidden_layer_sizes": [(10,), (50,), (100,)],
@@ -212,33 +206,15 @@ def _halving():
     return dict(_search_options(), factor=3, min_resources=200)
 
 
-def timed_fit(search, X, y):
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(X, y)
-    return time.perf_counter() - start
-
-
 def measure_peak(repeats):
     """GFLOPS of torch.bmm at the searches' shapes and larger; the best of them."""
     shapes = [(60, 200, 64, 100), (20, 200, 65, 256), (16, 256, 256, 256)]
-    peak = {}
-    for dtype in (torch.float64, torch.float32):
-        best = 0.0
-        for m, n, k, p in shapes:
-            a = torch.randn(m, n, k, dtype=dtype)
-            b = torch.randn(m, k, p, dtype=dtype)
-            for _ in range(10):
-                torch.bmm(a, b)
-            times = []
-            for _ in range(repeats * 50):
-                start = time.perf_counter()
-                torch.bmm(a, b)
-                times.append(time.perf_counter() - start)
-            best = max(best, 2 * m * n * k * p / statistics.median(times) / 1e9)
-        peak[str(dtype).removeprefix("torch.")] = best
-    return peak
+    return {
+        str(dtype).removeprefix("torch."): max(
+            bmm_gflops(shape, dtype, repeats * 50) for shape in shapes
+        )
+        for dtype in (torch.float64, torch.float32)
+    }
 
 
 def run(quick, repeats):
@@ -330,28 +306,13 @@ def command_line():
     return " ".join(["python benchmarks/batched_search.py", *args])
 
 
-def machine():
-    cpu = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = "" if LOAD_AT_START is None else f"; load average {LOAD_AT_START:.1f}"
-    return (
-        f"{platform.platform()}, {cpu}, {os.cpu_count()} logical cores; Python "
-        f"{platform.python_version()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), scikit-learn {sklearn.__version__}"
-        f"{load} at start"
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="moons only, 1 turn")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    warnings.simplefilter("ignore", ConvergenceWarning)
     repeats = 1 if args.quick else args.repeats
     peak, results = run(args.quick, repeats)
     text = "\n".join([f"Machine: {machine()}.", "", *report(peak, results, repeats)])

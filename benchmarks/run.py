@@ -419,25 +419,31 @@ def bench_oversubscription(seconds):
     return results
 
 
+def bmm_gflops(shape, dtype, iterations, warmup=10):
+    """Median GFLOPS of torch.bmm on ``m`` stacked ``n x k`` by ``k x p``
+    products, ``shape = (m, n, k, p)``."""
+    m, n, k, p = shape
+    a = torch.randn(m, n, k, dtype=dtype)
+    b = torch.randn(m, k, p, dtype=dtype)
+    for _ in range(warmup):
+        torch.bmm(a, b)
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        torch.bmm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * m * n * k * p / statistics.median(times) / 1e9
+
+
 def bench_batched_products(repeats):
     """GFLOPS of stacked products of the digits search's shape: 60 models, a
     batch of 200 rows of 64 features, 100 hidden units."""
-    results = {}
-    for dtype in (torch.float64, torch.float32):
-        a = torch.randn(60, 200, 64, dtype=dtype)
-        b = torch.randn(60, 64, 100, dtype=dtype)
-        flops = 2 * 60 * 200 * 64 * 100
-        for _ in range(20):
-            torch.bmm(a, b)
-        times = []
-        for _ in range(repeats * 100):
-            start = time.perf_counter()
-            torch.bmm(a, b)
-            times.append(time.perf_counter() - start)
-        results[str(dtype).removeprefix("torch.")] = (
-            flops / statistics.median(times) / 1e9
+    return {
+        str(dtype).removeprefix("torch."): bmm_gflops(
+            (60, 200, 64, 100), dtype, repeats * 100, warmup=20
         )
-    return results
+        for dtype in (torch.float64, torch.float32)
+    }
 
 
 def digits_search_gflop():
