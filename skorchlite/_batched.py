@@ -301,7 +301,7 @@ class BatchedGroup:
         self.weighted = torch.tensor(weighted, device=self.device)
         self.any_weighted = any(weighted)  # padding alone is no weighting
         self.n_samples_col = _column(self.n_samples, self.X)[:, 0]
-        if any(weighted) or min(self.n_samples) < self.n_rows:
+        if self.any_weighted or min(self.n_samples) < self.n_rows:
             weights = [job.weights for job in self.jobs]
             self.w = _stack_weights(weights, self.n_samples, self.n_rows, self.X)
         else:
