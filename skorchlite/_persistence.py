@@ -1,16 +1,14 @@
-"""save and load: skops files, trusting our classes only, checked before skops.
+"""save and load: skops files, trusting types (never modules), checked before skops.
 
 A model file is what :func:`skops.io.dump` writes: a ZIP archive of a
 ``schema.json`` describing the object tree and one ``.npy`` member per numpy
-array. skops rebuilds only the types it trusts (builtins, numpy, scipy,
-scikit-learn) plus those the caller names; :func:`load` names the types in
-:data:`TRUSTED_TYPES` and those of :data:`TRUSTED_MODULES`, and refuses any
-other. Our estimators' ``__setstate__``
-then checks every value against the architecture (:mod:`skorchlite._state`).
-
-What skops cannot do, and the code below does: bound the memory a load takes
-by the size of the file (:func:`_check_archive`), and refuse the files our
-earlier format wrote with a message instead of a ``KeyError``.
+array. Before skops reads a byte of it, :func:`load` bounds the archive
+(:func:`_check_archive`: the memory a load takes is a small multiple of the
+file's size) and walks the schema (:func:`skorchlite._schema.check_schema`:
+only the types and functions our files hold, node by node, with their values
+checked where skops would call something with them). Our estimators'
+``__setstate__`` then checks every value against the architecture
+(:mod:`skorchlite._state`).
 """
 
 import contextlib
@@ -21,37 +19,19 @@ import os
 import secrets
 import zipfile
 
+import numpy as np
 import torch
 from numpy.lib import format as npy_format
 
-#: The types beyond skops' defaults that :func:`load` trusts: our estimators,
-#: whose ``__setstate__`` validates every value of the file, and
-#: ``torch.device`` (a ``device`` parameter), built from a string and an index.
-TRUSTED_TYPES = (
-    "skorchlite._classifier.TorchMLPClassifier",
-    "skorchlite._regressor.TorchMLPRegressor",
-    "skorchlite.model_selection.BatchedGridSearchCV",
-    "skorchlite.model_selection.BatchedRandomizedSearchCV",
-    "skorchlite.model_selection.BatchedHalvingGridSearchCV",
-    "skorchlite.model_selection.BatchedHalvingRandomSearchCV",
-    "torch.device",
-)
-#: The scikit-learn modules whose types and functions :func:`load` trusts too:
-#: what a fitted search holds besides estimators (its cross-validation
-#: splitter, its scorer and the scorer's metric), which skops does not list.
-#: They are built from plain values; a metric runs only when the search scores.
-TRUSTED_MODULES = (
-    "sklearn.model_selection._split",
-    "sklearn.metrics._scorer",
-    "sklearn.metrics._classification",
-    "sklearn.metrics._regression",
-    "sklearn.metrics._ranking",
-)
+from ._schema import check_schema
+
 SCHEMA = "schema.json"
 # A schema holds ~200 bytes a stored value (arrays are .npy members), so this
 # is some 80k values, more than any estimator we know. Parsing JSON takes up
 # to ~30 times its size in Python objects: this bounds that to ~0.5 GB.
 MAX_SCHEMA_BYTES = 16 * 2**20
+# The skops protocol whose node semantics skorchlite._schema checks.
+PROTOCOL = 2
 _OLD_FORMAT = "skorchlite.json"  # the manifest of format 1 (JSON + safetensors)
 # What a malformed file makes zipfile, json, numpy or skops' node builders raise.
 _FILE_ERRORS = (
@@ -68,6 +48,7 @@ _FILE_ERRORS = (
     NotImplementedError,
     RuntimeError,
     UnicodeError,
+    np.ma.MAError,  # a masked array's mask that does not fit its data
     # An __module__ of a trusted type's name that does not import.
     ImportError,
 )
@@ -128,31 +109,42 @@ def save(obj, path):
             "changed into layers we do not build travels with pickle or joblib "
             "only."
         ) from exc
-    refused = _refused(_check_archive(data, sio, "the saved object"))
-    if refused:
+    try:
+        _, untrusted = _check_archive(data, "the saved object")
+    except ValueError as exc:
+        raise TypeError(f"load() would refuse this file: {exc}") from None
+    if untrusted:
         raise TypeError(
             f"save() writes files that load() reads, and load() would refuse "
-            f"the types {refused}. Use skops.io.dump, and skops.io.load with "
-            "trusted= listing them if you trust their code, or pickle."
+            f"the types {untrusted}. Pass them to load(path, trusted=[...]) if "
+            "you trust their code (save cannot know), or use skops.io.dump and "
+            "skops.io.load, or pickle."
         )
     _write_atomically(path, data)
 
 
-def load(path):
+def load(path, *, trusted=()):
     """Load a file written by :func:`save` (or ``skops.io.dump``).
 
-    Only the types of :data:`TRUSTED_TYPES` and :data:`TRUSTED_MODULES` are
-    trusted beyond skops' defaults, the archive is checked before skops reads
-    it (no member may make the load allocate more than the file's size), and
-    our estimators check every value they are given. A model trained on a GPU
-    loads on a CPU-only machine (with a warning), predicts bit-identically to
-    the saved one on the same device, and continues training with
-    ``partial_fit`` where it stopped.
+    Before skops reads the file, the archive is checked (no member may make
+    the load allocate more than the file's size justifies) and so is every
+    node of its schema: only the classes and functions of
+    :data:`skorchlite._schema.TRUSTED` (and scikit-learn's scorers' metrics)
+    are built, never a whole module, and values skops would call something
+    with are checked first. Our estimators then check every value they are
+    given. A model trained on a GPU loads on a CPU-only machine (with a
+    warning), predicts bit-identically to the saved one on the same device,
+    and continues training with ``partial_fit`` where it stopped.
 
     Parameters
     ----------
     path : str, os.PathLike or binary file object
         The file to read.
+    trusted : sequence of str, default=()
+        More classes and functions to build, by their full names as the
+        error for an untrusted file lists them
+        (``"sklearn.preprocessing._data.Normalizer"``): a transformer of
+        yours in a Pipeline, say. Only trust the code of types you know.
 
     Returns
     -------
@@ -182,37 +174,39 @@ def load(path):
     ValueError: the file object is not a model file: BadZipFile: File is not a zip file
     """
     sio = _skops_io()
+    trusted = [_type_path(item) for item in trusted]
     if hasattr(path, "read"):
         data, name = path.read(), getattr(path, "name", "the file object")
     else:
         with open(path, "rb") as file:
             data, name = file.read(), os.fspath(path)
-    untrusted = _check_archive(data, sio, name)
-    refused = _refused(untrusted)
-    if refused:
+    try:
+        used, untrusted = _check_archive(data, name, trusted)
+    except _FILE_ERRORS as exc:
+        raise ValueError(f"{name} is not a model file: {_describe(exc)}") from exc
+    if untrusted:
         raise ValueError(
-            f"{name} holds the types {refused}, which skorchlite.load does not "
-            f"trust (beyond skops' defaults it trusts {list(TRUSTED_TYPES)} and "
-            f"the contents of {list(TRUSTED_MODULES)}). "
+            f"{name} holds the types {untrusted}, which skorchlite.load does not "
+            "trust (it trusts the classes and functions listed in "
+            "skorchlite._schema.TRUSTED, and scikit-learn's scorers' metrics). "
             "If you trust the file's author and these types' code, call "
-            "skops.io.load(path, trusted=[...]) with them yourself."
+            "skorchlite.load(path, trusted=[...]) with them."
         )
     try:
         # Tensors made under the caller's torch.inference_mode() could never
         # be trained.
         with torch.inference_mode(False):
-            return sio.loads(data, trusted=untrusted)
+            return sio.loads(data, trusted=used)
     except _FILE_ERRORS as exc:
         raise ValueError(f"{name} is not a valid model file: {_describe(exc)}") from exc
 
 
-def _refused(untrusted):
-    """The names in ``untrusted`` that :func:`load` does not trust."""
-    return sorted(
-        name
-        for name in set(untrusted) - set(TRUSTED_TYPES)
-        if name.rpartition(".")[0] not in TRUSTED_MODULES
-    )
+def _type_path(item):
+    if isinstance(item, type):
+        return f"{item.__module__}.{item.__qualname__}"
+    if not isinstance(item, str):
+        raise TypeError(f"trusted takes type names (str) or types, got {item!r}.")
+    return item
 
 
 def _skops_io():
@@ -230,8 +224,9 @@ def _describe(exc):
     return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
 
 
-def _check_archive(data, sio, name):
-    """The untrusted types of the skops archive ``data``, after bounding it.
+def _check_archive(data, name, trusted=()):
+    """The (trusted, untrusted) type names of the skops archive ``data``,
+    after bounding it and checking its schema.
 
     skops reads every member whole, and numpy's ``np.load`` of a buffer
     allocates the array its header claims before reading any data, so a
@@ -246,73 +241,58 @@ def _check_archive(data, sio, name):
       ``skops.io.dump``'s default are stored anyway;
     - every ``.npy`` header must describe exactly the bytes that follow it,
       with no object dtype (which would need pickle);
-    - ``schema.json`` is at most :data:`MAX_SCHEMA_BYTES`, and no two of its
-      nodes read the same member (:func:`_check_references`).
+    - ``schema.json`` is at most :data:`MAX_SCHEMA_BYTES`, of skops'
+      protocol :data:`PROTOCOL`, and passes
+      :func:`skorchlite._schema.check_schema` (which also refuses two nodes
+      reading the same member).
     """
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = zf.infolist()
-            names = [info.filename for info in infos]
-            if _OLD_FORMAT in names:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        infos = zf.infolist()
+        names = [info.filename for info in infos]
+        if _OLD_FORMAT in names:
+            raise ValueError(
+                "it was written by an older skorchlite format (JSON and "
+                "safetensors) that this version no longer reads; save the "
+                "model again with this version."
+            )
+        if len(names) != len(set(names)) or SCHEMA not in names:
+            raise ValueError(
+                f"a skops file has one {SCHEMA} and unique members: {names}."
+            )
+        declared = sum(info.file_size for info in infos)
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
                 raise ValueError(
-                    "it was written by an older skorchlite format (JSON and "
-                    "safetensors) that this version no longer reads; save the "
-                    "model again with this version."
+                    f"member {info.filename!r} is compressed or encrypted; "
+                    "load reads stored members only."
                 )
-            if len(names) != len(set(names)) or SCHEMA not in names:
-                raise ValueError(
-                    f"a skops file has one {SCHEMA} and unique members: {names}."
-                )
-            declared = sum(info.file_size for info in infos)
-            for info in infos:
-                if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        if declared > len(data):
+            raise ValueError(
+                f"its members declare {declared} bytes, more than the "
+                f"file's {len(data)}."
+            )
+        arrays = {}
+        for info in infos:
+            if info.filename == SCHEMA:
+                if info.file_size > MAX_SCHEMA_BYTES:
                     raise ValueError(
-                        f"member {info.filename!r} is compressed or encrypted; "
-                        "load reads stored members only."
+                        f"{SCHEMA} has {info.file_size} bytes, more than "
+                        f"the {MAX_SCHEMA_BYTES} load reads."
                     )
-            if declared > len(data):
-                raise ValueError(
-                    f"its members declare {declared} bytes, more than the "
-                    f"file's {len(data)}."
-                )
-            for info in infos:
-                if info.filename == SCHEMA:
-                    if info.file_size > MAX_SCHEMA_BYTES:
-                        raise ValueError(
-                            f"{SCHEMA} has {info.file_size} bytes, more than "
-                            f"the {MAX_SCHEMA_BYTES} load reads."
-                        )
-                elif info.filename.endswith(".npy"):
-                    # ZipFile.read checks the member's CRC-32.
-                    _check_npy(info.filename, zf.read(info))
-                elif not info.filename.endswith(".bin"):  # bytes: read as they are
-                    # Sparse matrices' .npz members are ZIP archives themselves.
-                    raise ValueError(f"unexpected member {info.filename!r}.")
-            _check_references(json.loads(zf.read(SCHEMA)))
-        return sio.get_untrusted_types(data=data)
-    except _FILE_ERRORS as exc:
-        raise ValueError(f"{name} is not a model file: {_describe(exc)}") from exc
-
-
-def _check_references(schema):
-    """Refuse a schema naming a member in nodes of different ``__id__``: skops
-    reads a member once for each distinct node naming it (it memoizes nodes
-    by ``__id__``), so such a schema could multiply the memory its members
-    take."""
-    owners, stack = {}, [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            member = node.get("file")
-            if member is not None:
-                owner = owners.setdefault(member, node.get("__id__"))
-                if owner is None or owner != node.get("__id__"):
-                    raise ValueError(
-                        f"the schema names the member {member!r} in distinct nodes."
-                    )
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+            elif info.filename.endswith(".npy"):
+                # ZipFile.read checks the member's CRC-32.
+                arrays[info.filename] = _check_npy(info.filename, zf.read(info))
+            else:
+                # Bytes (.bin) and sparse matrices (.npz) are not in our files.
+                raise ValueError(f"unexpected member {info.filename!r}.")
+        schema = json.loads(zf.read(SCHEMA))
+    protocol = schema.get("protocol") if isinstance(schema, dict) else None
+    if protocol != PROTOCOL or isinstance(protocol, bool):
+        raise ValueError(
+            f"it has skops protocol {protocol!r}; this version reads protocol "
+            f"{PROTOCOL} (save the model again with this version)."
+        )
+    return check_schema(schema, arrays, trusted)
 
 
 def _check_npy(member, content):
@@ -336,6 +316,7 @@ def _check_npy(member, content):
             f"{size * dtype.itemsize} bytes, but it holds "
             f"{data_bytes}."
         )
+    return tuple(shape), dtype
 
 
 def _write_atomically(path, data):

@@ -317,7 +317,7 @@ def test_save_to_a_path_is_atomic_and_leaves_no_temporary_file(fitted, tmp_path)
     import skops.io
 
     # A skops file: skops reads it, trusting our class.
-    trusted = [_persistence.TRUSTED_TYPES[0]]
+    trusted = ["skorchlite._classifier.TorchMLPClassifier"]
     _assert_same_model(skops.io.load(path, trusted=trusted), clf, X)
 
 
