@@ -8,6 +8,7 @@ their target handling, predict methods, docstrings and tags.
 """
 
 import copy
+import functools
 import math
 from numbers import Integral, Real
 
@@ -43,7 +44,14 @@ from ._mlp import (
 )
 from ._progress import CallbackEpochs, Progress, epoch_display
 from ._solvers import SOLVERS
-from ._state import LIVE_KEYS, STATE_KEYS, fitted_state, restore_fitted
+from ._state import (
+    LIVE_KEYS,
+    STATE_KEYS,
+    check_optimizer_tensors,
+    check_state_keys,
+    fitted_state,
+    restore_fitted,
+)
 from ._training import (
     FitPlan,
     History,
@@ -616,6 +624,16 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                 else:
                     batch = _as_tensor(rows, dtype, device)
                 outputs[start : start + step] = self.module_(batch).cpu().numpy()
+        if not np.isfinite(outputs).all():
+            # Finite weights and inputs can still overflow (weights of 1e308 in
+            # a crafted file, inputs far off the training data's scale): the
+            # probabilities would be NaN.
+            raise ValueError(
+                "The network's outputs overflow to infinity or NaN for some rows "
+                f"of X (|X| up to {_largest(X):.3g}; largest weight "
+                f"{max(p.abs().max().item() for p in self.module_.parameters()):.3g})."
+                " Scale X as the training data was, or refit the model."
+            )
         return outputs
 
     # --------------------------------------------------- derived attributes
@@ -674,25 +692,29 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         if not isinstance(state, dict):
             raise ValueError(f"the state of {type(self).__name__} must be a dict.")
         state = dict(state)
+        check_state_keys(self, state)
         if isinstance(state.get("module_"), torch.nn.Module):
-            self._setstate_torch(state)  # a custom module_, or an older pickle
-            return
-        fitted = "_module_state" in state
-        if not fitted and any(key in state for key in (*STATE_KEYS, *LIVE_KEYS)):
+            restore = self._setstate_torch  # a custom module_, or an older pickle
+        elif "_module_state" in state:
+            restore = functools.partial(restore_fitted, self)
+        elif any(key in state for key in (*STATE_KEYS, *LIVE_KEYS)):
             raise ValueError("a fitted state without its module.")
+        else:
+            restore = None
         super().__setstate__(state)
-        if fitted:
+        if restore is not None:
             try:
-                restore_fitted(self, state)
+                restore(state)
             except BaseException:
                 vars(self).clear()
                 raise
 
     def _setstate_torch(self, state):
-        """Restore the torch objects pickled before the state became plain."""
-        optimizer_state = state.pop("_optimizer", None)
-        super().__setstate__(state)
+        """Restore the torch objects pickled with ``state`` (already in
+        ``__dict__``): a module_ the user changed, or an older pickle."""
+        optimizer_state = vars(self).pop("_optimizer", None)
         optimizer_state = without_inference_tensors(self.module_, optimizer_state)
+        check_optimizer_tensors(self.module_, optimizer_state)
         self._move_to_available_device()
         if optimizer_state is not None:
             self._optimizer = self._make_optimizer()
@@ -736,6 +758,11 @@ def _check_range(array, dtype, name):
             "of float32, the precision of this network. Scale the data (e.g. "
             "with StandardScaler) or use dtype='float64' on the CPU."
         )
+
+
+def _largest(array):
+    values = array.data if sp.issparse(array) else array
+    return float(np.abs(values).max()) if values.size else 0.0
 
 
 def _as_tensor(array, dtype, device):

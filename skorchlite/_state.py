@@ -51,6 +51,22 @@ _ACTIVATION_NAMES = {spec.module: name for name, spec in ACTIVATIONS.items()}
 STATE_KEYS = ("_module_state", "_optimizer_state", "_target_type", "_history")
 #: The live attributes they replace.
 LIVE_KEYS = ("module_", "_optimizer", "_target", "_history")
+#: The other attributes a fit sets (a target adds its own, ``classes_``), by
+#: the kind of value each holds.
+FITTED_COUNTS = (
+    "n_features_in_",
+    "n_outputs_",
+    "n_layers_",
+    "n_iter_",
+    "t_",
+    "_no_improvement_count",
+    "_seed",
+)
+FITTED_REALS = ("loss_", "best_loss_", "best_validation_score_")  # or None
+FITTED_CURVES = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
+FITTED_OTHERS = ("out_activation_", "feature_names_in_")
+#: What BaseEstimator.__getstate__ and sklearn's set_callbacks add.
+ESTIMATOR_KEYS = ("_sklearn_version", "_skl_callbacks")
 _SEED_LIMIT = 2**63
 
 
@@ -69,10 +85,20 @@ def fitted_state(estimator):
     -------
     dict
         The entries ``STATE_KEYS`` describe.
+
+    Raises
+    ------
+    TypeError
+        If the network is not what the parameters build (a ``module_``
+        changed by the user): it cannot be stored as plain values.
     """
     optimizer = getattr(estimator, "_optimizer", None)
+    plain_module = module_state(estimator.module_)
+    mismatch = layout_mismatch(estimator, plain_module["layout"], estimator.module_)
+    if mismatch:  # a module_ or parameters changed after fit: torch objects
+        raise TypeError(mismatch)
     return {
-        "_module_state": module_state(estimator.module_),
+        "_module_state": plain_module,
         "_optimizer_state": None
         if optimizer is None
         else optimizer_state(optimizer, estimator._solver_spec),
@@ -161,6 +187,41 @@ def _to_numpy(tensor):
 # ------------------------------------------------------------------- reading
 
 
+def check_state_keys(estimator, state):
+    """Raise ValueError unless ``state`` holds only keys ``estimator`` sets.
+
+    An unknown key would become an instance attribute, and one naming a
+    method (``predict``) would replace it.
+    """
+    allowed = {*estimator._get_param_names(), *ESTIMATOR_KEYS}
+    if "_module_state" in state or "module_" in state:
+        allowed |= {*FITTED_COUNTS, *FITTED_REALS, *FITTED_CURVES, *FITTED_OTHERS}
+        allowed |= {
+            name for target in TARGETS.values() for name in target.fitted_attributes
+        }
+        allowed |= set(STATE_KEYS if "_module_state" in state else LIVE_KEYS)
+    unknown = sorted(repr(key) for key in state if key not in allowed)
+    if unknown:
+        raise ValueError(
+            f"the state of a {type(estimator).__name__} has unknown entries "
+            f"{', '.join(unknown)}."
+        )
+    version = state.get("_sklearn_version", "")
+    if not isinstance(version, str):
+        raise ValueError(f"_sklearn_version must be a string, got {version!r}.")
+    check_random_state_parameter(state.get("random_state"))
+
+
+def check_random_state_parameter(random_state):
+    """Raise ValueError for a ``RandomState`` whose state would read out of
+    bounds (numpy's ``set_state`` does not check ``pos``)."""
+    if not isinstance(random_state, np.random.RandomState):
+        return
+    name, key, pos, *_ = random_state.get_state(legacy=True)
+    if name != "MT19937" or key.shape != (624,) or not 0 <= pos <= 624:
+        raise ValueError(f"random_state is a RandomState of invalid state (pos={pos}).")
+
+
 def restore_fitted(estimator, state):
     """Rebuild ``estimator``'s torch objects from the plain ``state``.
 
@@ -203,6 +264,9 @@ def restore_fitted(estimator, state):
     with torch.inference_mode(False):
         module = rebuild_module(saved["_module_state"])
     target = check_attributes(estimator, state, target_class, module)
+    mismatch = layout_mismatch(estimator, saved["_module_state"]["layout"], module)
+    if mismatch:
+        raise ValueError(mismatch)
     history = check_history(saved["_history"])
     seed = state.get("_seed")
     if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
@@ -257,6 +321,40 @@ def rebuild_module(saved):
         layer.weight = nn.Parameter(torch.tensor(weight))
         layer.bias = nn.Parameter(torch.tensor(bias))
     return nn.Sequential(*layers).eval()
+
+
+def layout_mismatch(estimator, layout, module):
+    """How ``estimator``'s parameters disagree with the network, or None.
+
+    The network is what ``hidden_layer_sizes``, ``activation``, ``dropout``
+    and ``dtype`` build; a state whose network is another would load with
+    parameters that misreport it (and ``get_params`` clones another model).
+    """
+    try:
+        sizes = check_hidden_layer_sizes(estimator.hidden_layer_sizes)
+    except (ValueError, TypeError) as exc:
+        return f"invalid parameters: {exc}"
+    widths = [spec["out_features"] for spec in layout if spec["layer"] == "linear"]
+    activations = {spec["name"] for spec in layout if spec["layer"] == "activation"}
+    dropouts = [spec["p"] for spec in layout if spec["layer"] == "dropout"]
+    dtype = str(linear_layers(module)[0].weight.dtype).removeprefix("torch.")
+    expected_dropouts = (
+        [float(estimator.dropout)] * len(sizes) if estimator.dropout else []
+    )
+    if (
+        widths[:-1] != sizes
+        or activations - {estimator.activation}
+        or len(layout) != 2 * len(sizes) + 1 + len(expected_dropouts)
+        or dropouts != expected_dropouts
+        or estimator.dtype not in (None, dtype)
+    ):
+        return (
+            f"the parameters (hidden_layer_sizes={estimator.hidden_layer_sizes!r}, "
+            f"activation={estimator.activation!r}, dropout={estimator.dropout!r}, "
+            f"dtype={estimator.dtype!r}) do not describe the stored network "
+            f"({layout}, {dtype})."
+        )
+    return None
 
 
 def _layer(index, spec, dtype):
@@ -328,6 +426,26 @@ def check_attributes(estimator, state, target_class, module):
         raise ValueError("feature_names_in_ does not match n_features_in_.")
     if state["out_activation_"] != target.out_activation:
         raise ValueError(f"out_activation_ must be {target.out_activation!r}.")
+    n_layers = state.get("n_layers_")
+    if n_layers != len(linears) + 1:
+        raise ValueError(
+            f"n_layers_={n_layers!r} does not match the network's "
+            f"{len(linears)} Linear layers."
+        )
+    for name in FITTED_COUNTS:
+        value = state.get(name, 0)
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+    for name in FITTED_REALS:
+        value = state.get(name)
+        if value is not None and not _is_real(value):
+            raise ValueError(f"{name} must be a number or None, got {value!r}.")
+    for name in FITTED_CURVES:
+        value = state.get(name)
+        if value is not None and not (
+            isinstance(value, list) and all(_is_real(v) for v in value)
+        ):
+            raise ValueError(f"{name} must be a list of numbers or None.")
     return target
 
 
@@ -410,6 +528,35 @@ def _check_parameter_states(entries, estimator, module):
                 )
         checked.append(entry)
     return checked
+
+
+def check_optimizer_tensors(module, optimizer_state):
+    """Raise ValueError unless each tensor of a torch optimizer ``state_dict``
+    is its parameter's shape and dtype (a step count: one value): a 0-d
+    moment makes torch's kernels read out of bounds."""
+    if optimizer_state is None:
+        return
+    parameters = list(module.parameters())
+    state = optimizer_state.get("state") if isinstance(optimizer_state, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError("the pickled optimizer state has no 'state' dict.")
+    for index, entries in state.items():
+        if not _is_int(index) or not 0 <= index < len(parameters):
+            raise ValueError(f"the pickled optimizer state names parameter {index!r}.")
+        parameter = parameters[index]
+        for name, value in entries.items():
+            if not torch.is_tensor(value):
+                continue
+            if name == "step":
+                wrong = value.numel() != 1
+            else:
+                wrong = value.shape != parameter.shape or value.dtype != parameter.dtype
+            if wrong:
+                raise ValueError(
+                    f"the pickled optimizer state {name!r} of parameter {index} "
+                    f"is a {tuple(value.shape)} {value.dtype} tensor; the "
+                    f"parameter is {tuple(parameter.shape)} {parameter.dtype}."
+                )
 
 
 def _rebuild_optimizer(estimator, checked):
