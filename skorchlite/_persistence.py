@@ -185,6 +185,8 @@ def load(path, *, trusted=()):
     except _FILE_ERRORS as exc:
         raise ValueError(f"{name} is not a model file: {_describe(exc)}") from exc
     if untrusted:
+        if len(untrusted) > 10:
+            untrusted = [*untrusted[:10], f"and {len(untrusted) - 10} more"]
         raise ValueError(
             f"{name} holds the types {untrusted}, which skorchlite.load does not "
             "trust (it trusts the classes and functions listed in "

@@ -476,8 +476,15 @@ def check_fitted_classes(classes):
     ...
     ValueError: classes_ must be sorted and unique, got [2 1].
     """
-    if not isinstance(classes, np.ndarray) or classes.ndim != 1 or not len(classes):
-        raise ValueError("classes_ must be a non-empty 1-d array.")
+    if (
+        not isinstance(classes, np.ndarray)
+        or isinstance(classes, np.ma.MaskedArray | np.matrix)
+        or classes.ndim != 1
+        or not len(classes)
+    ):
+        raise ValueError(
+            f"classes_ must be a non-empty 1-d numpy array, got {type(classes)}."
+        )
     kind = classes.dtype.kind
     if kind == "O":
         kinds = {
