@@ -72,13 +72,9 @@ TRUSTED = {
         }
     ),
     # Dict key types and type-valued parameters (OneHotEncoder's dtype).
-    "TypeNode": frozenset(
-        {"builtins.float", "builtins.int", "builtins.str", "numpy.float64"}
-    ),
+    "TypeNode": frozenset({"builtins.int", "builtins.str", "numpy.float64"}),
     # ndarray, and the numpy scalar types our files hold (as 0-d arrays).
-    "NdArrayNode": frozenset(
-        {"numpy.ndarray", "numpy.float32", "numpy.float64", "numpy.int64"}
-    ),
+    "NdArrayNode": frozenset({"numpy.ndarray", "numpy.float64", "numpy.int64"}),
     "ConstructorFromReduceNode": frozenset({"torch.device"}),
     "DictNode": frozenset({"builtins.dict"}),
     "ListNode": frozenset({"builtins.list"}),
