@@ -4,7 +4,12 @@ Fitted models (a binary and a multiclass classifier, a regressor, and a
 Pipeline of StandardScaler and a classifier) are saved with
 :func:`skorchlite.save`; each example mutates one file: values of
 ``schema.json`` (replaced, copied over other nodes, fields deleted or swapped
-between nodes, such as an array node made a JSON one), ``.npy`` members (bytes
+between nodes, such as an array node made a JSON one), the schema's node
+structure as an attacker would change it (a node's loader or type, among them
+names reached through trusted modules; a node made a reference to another's
+id; an array made a numpy scalar; a ``ConstructorFromReduceNode`` with
+fuzzed arguments, among them a chain that runs a shell command; extra keys in
+our estimator's state, method names among them), ``.npy`` members (bytes
 overwritten, headers rewritten to claim other dtypes and shapes, huge ones and
 huge unicode widths included), and the members themselves (swapped,
 truncated, removed, added, compressed) or raw bytes of the archive.
@@ -271,10 +276,136 @@ def _mutate_schema(draw, schema, kind):
             nodes = [n for n in _nodes(schema) if isinstance(n, dict)]
             others = [n[key] for n in nodes if key in n]
             node[key] = draw(st.sampled_from(others) | JSON_VALUES)
-    else:  # "subtree-copy"
+    elif kind == "subtree-copy":
         parent, key = draw(st.sampled_from(_slots(root)))
         parent[key] = copy.deepcopy(draw(st.sampled_from(_nodes(schema))))
+    elif kind == "node-type":
+        node = draw(st.sampled_from(_typed(root)))
+        field = draw(st.sampled_from(["__loader__", "type"]))
+        if field == "__loader__" or draw(st.booleans()):
+            node["__loader__"] = draw(st.sampled_from(LOADERS))
+        module, name = draw(st.sampled_from(NAMES_TO_TRY)).rsplit(".", 1)
+        node.update(__module__=module, __class__=name)
+    elif kind == "reference-id":
+        node, other = (draw(st.sampled_from(_typed(schema))) for _ in range(2))
+        if draw(st.booleans()):
+            node["__id__"] = other.get("__id__", draw(st.integers(0, 2**63)))
+        else:  # the short reference an attacker would write
+            node.clear()
+            node["__id__"] = other.get("__id__", 1)
+    elif kind == "scalar-node":
+        arrays = [n for n in _typed(root) if n["__loader__"] == "NdArrayNode"]
+        node = draw(st.sampled_from(arrays or _typed(root)))
+        scalar = draw(st.sampled_from(["float64", "int64", "bytes_", "str_", "bool_"]))
+        node.update(__module__="numpy", __class__=scalar)
+    elif kind == "reduce-arguments":
+        parent, key = draw(st.sampled_from(_slots(root)))
+        parent[key] = draw(REDUCE_NODES)
+    else:  # "extra-state-key"
+        ours[0]["content"]["content"][draw(EXTRA_KEYS)] = copy.deepcopy(
+            draw(st.sampled_from(_typed(schema)))
+        )
+        key_types = ours[0]["content"]["key_types"]["content"]
+        key_types.append(copy.deepcopy(key_types[0]))
     return json.dumps(schema).encode()
+
+
+def _typed(node):
+    """The schema's nodes (dicts naming a loader)."""
+    return [n for n in _nodes(node) if isinstance(n, dict) and "__loader__" in n]
+
+
+def _json_node(value):
+    return {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+    }
+
+
+def _reduce_node(module, name, *args):
+    return {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {
+            "__class__": "tuple",
+            "__module__": "builtins",
+            "__loader__": "TupleNode",
+            "content": list(args),
+        },
+    }
+
+
+def _getattr_node(obj, name):
+    # sklearn.metrics._scorer._check_response_method(obj, name) is getattr.
+    return _reduce_node(
+        "sklearn.metrics._scorer", "_check_response_method", obj, _json_node(name)
+    )
+
+
+def _command_node():
+    """``os.system(f"touch {MARKER}")``, reached from a name skops may trust."""
+    numpy = {
+        "__class__": "np",
+        "__module__": "sklearn.model_selection._split",
+        "__loader__": "TypeNode",
+    }
+    system = _getattr_node(_getattr_node(_getattr_node(numpy, "f2py"), "os"), "system")
+    return _reduce_node(
+        "sklearn.metrics._scorer",
+        "_check_response_method",
+        system,
+        _json_node(f"touch {MARKER}"),
+    )
+
+
+LOADERS = [
+    "ObjectNode",
+    "TypeNode",
+    "FunctionNode",
+    "ConstructorFromReduceNode",
+    "MethodNode",
+    "PartialNode",
+    "CachedNode",
+    "OperatorFuncNode",
+    "RandomStateNode",
+    "RandomGeneratorNode",
+    "NdArrayNode",
+    "DTypeNode",
+    "BytesNode",
+    "SparseMatrixNode",
+    "JsonNode",
+    "DictNode",
+    "ListNode",
+]
+NAMES_TO_TRY = [
+    "builtins.eval",
+    "builtins.list",
+    "builtins.str",
+    "os.system",
+    "numpy.negative",
+    "numpy.bytes_",
+    "numpy.float64",
+    "numpy.random.mtrand.RandomState",
+    "sklearn.model_selection._split.np",
+    "sklearn.metrics._scorer._check_response_method",
+    "sklearn.pipeline.Pipeline",
+    "skorchlite._classifier.TorchMLPClassifier",
+    "torch.device",
+]
+MARKER = f"/tmp/skorchlite-fuzz-command-ran-{os.getpid()}"
+REDUCE_NODES = st.one_of(
+    st.lists(JSON_VALUES, max_size=3).map(
+        lambda args: _reduce_node("torch", "device", *map(_json_node, args))
+    ),
+    st.just(None).map(lambda _: _command_node()),
+)
+EXTRA_KEYS = st.sampled_from(
+    ["predict", "predict_proba", "_validate_params", "__class__", "fit", "coefs_"]
+) | st.text(max_size=8)
 
 
 def _rewrite_npy(draw, content, kind):
@@ -305,6 +436,11 @@ KINDS = [
     "json-value",
     "node-field",
     "subtree-copy",
+    "node-type",
+    "reference-id",
+    "scalar-node",
+    "reduce-arguments",
+    "extra-state-key",
     "npy-bytes",
     "npy-header",
     "npy-header",  # twice: the headers are where memory is claimed
@@ -317,6 +453,9 @@ KINDS = [
 ]
 
 
+SCHEMA_KINDS = KINDS[:8]
+
+
 def _mutate(draw, data):
     """One mutation of the archive ``data``: its kind and the new bytes."""
     kind = draw(st.sampled_from(KINDS))
@@ -326,7 +465,7 @@ def _mutate(draw, data):
     arrays = [i for i, name in enumerate(names) if name.endswith(".npy")]
     index = draw(st.sampled_from(range(len(members))))
     name, content = members[index]
-    if kind in ("json-value", "node-field", "subtree-copy"):
+    if kind in SCHEMA_KINDS:
         index = names.index("schema.json")
         schema = json.loads(members[index][1])
         members[index] = ("schema.json", _mutate_schema(draw, schema, kind))
@@ -375,6 +514,7 @@ def test_a_mutated_file_loads_and_predicts_or_raises_value_error(setup, model, d
     original, X_path, n_samples, reference = files[model]
     kind, mutated = _mutate(data.draw, original)
     reply = worker.load(mutated, X_path)
+    assert not os.path.exists(MARKER), (kind, "a command from the file ran")
     outcome = reply["status"]
     if outcome == "predict-ValueError" and not reply["ours"]:
         outcome = "sklearn-predict-error"
