@@ -419,18 +419,25 @@ def bench_oversubscription(seconds):
     return results
 
 
-def bmm_gflops(shape, dtype, iterations, warmup=10):
+def bmm_gflops(shape, dtype, iterations, warmup=10, device="cpu"):
     """Median GFLOPS of torch.bmm on ``m`` stacked ``n x k`` by ``k x p``
-    products, ``shape = (m, n, k, p)``."""
+    products, ``shape = (m, n, k, p)``, on ``device``."""
     m, n, k, p = shape
-    a = torch.randn(m, n, k, dtype=dtype)
-    b = torch.randn(m, k, p, dtype=dtype)
+    a = torch.randn(m, n, k, dtype=dtype, device=device)
+    b = torch.randn(m, k, p, dtype=dtype, device=device)
+
+    def sync():  # a GPU runs the product after the call returns: wait for it
+        if a.is_cuda:
+            torch.cuda.synchronize(a.device)
+
     for _ in range(warmup):
         torch.bmm(a, b)
+    sync()
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
         torch.bmm(a, b)
+        sync()
         times.append(time.perf_counter() - start)
     return 2 * m * n * k * p / statistics.median(times) / 1e9
 
