@@ -18,7 +18,8 @@ schema before skops builds a single node and refuses:
   or a slice whose values are not what our files hold (a 0-d array of the
   scalar's own dtype, ``pos`` within the key, ...);
 - an object state key naming an attribute of its class (it would shadow a
-  method: ``predict = numpy.negative``);
+  method: ``predict = numpy.negative``), or an estimator's state without its
+  parameters (another object's state under its class's name);
 - a node id used again for a different node: skops reads a repeated id as a
   reference to the first node (and reads nothing else of the repeated one),
   and our files (``skops.io.dump``'s) repeat the node whole (but for ids and
@@ -226,13 +227,18 @@ class _Walk:
         self.node(attrs, depth)
         if name in self.untrusted:
             return
-        cls = _import(name)
-        shadowing = sorted(key for key in attrs["content"] if hasattr(cls, key))
+        cls, keys = _import(name), attrs["content"]
+        shadowing = sorted(key for key in keys if hasattr(cls, key))
         if shadowing:
             raise ValueError(
                 f"the state of {name} sets {shadowing}, which are attributes of "
                 "its class (a state would replace them)."
             )
+        # An estimator's state holds its parameters: one without them is
+        # another object's state under this class's name.
+        missing = sorted(set(getattr(cls, "_get_param_names", list)()) - set(keys))
+        if missing:
+            raise ValueError(f"the state of {name} lacks its parameters {missing}.")
 
     def _NdArrayNode(self, node, name, depth):
         kind = node.get("type")
