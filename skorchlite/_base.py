@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import (
@@ -34,6 +34,7 @@ from ._device import (
     torch_threads,
     without_inference_tensors,
 )
+from ._layer_arrays import read_layer_arrays, write_layer_arrays
 from ._mlp import (
     ACTIVATIONS,
     build_mlp,
@@ -622,19 +623,36 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
 
     @property
     def coefs_(self):
-        """Weight matrices of shape (fan_in, fan_out), as numpy copies."""
-        return [
-            layer.weight.detach().cpu().numpy().T.copy()
-            for layer in linear_layers(self.module_)
-        ]
+        """Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out).
+
+        On the CPU, views of the module's weights: editing them in place
+        edits the model, as editing ``MLPClassifier``'s does. On a GPU,
+        read-only copies. Assigning an item or the whole list copies the
+        values into the module (see :mod:`skorchlite._layer_arrays`).
+        """
+        return read_layer_arrays(self.module_, "coefs_")
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._write_layer_arrays("coefs_", arrays)
 
     @property
     def intercepts_(self):
-        """Bias vectors of the layers, as numpy copies."""
-        return [
-            layer.bias.detach().cpu().numpy().copy()
-            for layer in linear_layers(self.module_)
-        ]
+        """Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
+        shared with the module as ``coefs_`` is."""
+        return read_layer_arrays(self.module_, "intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        self._write_layer_arrays("intercepts_", arrays)
+
+    def _write_layer_arrays(self, name, arrays):
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: fit it "
+                f"before setting {name} (its shapes are the fitted network's)."
+            )
+        write_layer_arrays(self.module_, name, arrays)
 
     # ------------------------------------------------------------ pickling
 
