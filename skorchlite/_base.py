@@ -593,8 +593,12 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
     # -------------------------------------------------------------- predict
 
     def _raw_outputs(self, X):
-        """The network's float64 outputs (logits, or the linear predictor of a
-        regression), shape (n_samples, n_outputs_), computed batch-wise."""
+        """The network's outputs (logits, or the linear predictor of a
+        regression), shape (n_samples, n_outputs_), computed batch-wise.
+
+        Their dtype is MLPClassifier's: the wider of the input's and the
+        network's (float32 only when both are).
+        """
         X = validate_data(
             self,
             X,
@@ -606,7 +610,10 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             X = X.tocsr()
         device, dtype = self._module_placement()
         _check_range(X, dtype, "X")
-        outputs = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
+        outputs = np.empty(
+            (X.shape[0], self.n_outputs_),
+            dtype=np.result_type(X.dtype, torch.empty(0, dtype=dtype).numpy().dtype),
+        )
         step = self.predict_batch_size
         threads = cpu_threads_for(self.module_, min(step, X.shape[0]), backward=False)
         with torch.inference_mode(), torch_threads(threads):

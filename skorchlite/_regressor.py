@@ -1,6 +1,5 @@
 """TorchMLPRegressor: sklearn's MLPRegressor interface over a torch module."""
 
-import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -309,10 +308,8 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            The predicted values, of the precision of the network.
+            The predicted values: float32 when both ``X`` and the network
+            are, else float64 (as MLPRegressor's).
         """
         check_is_fitted(self)
-        predictions = self._target.predict(self._raw_outputs(X))
-        # MLPRegressor predicts in the precision of its weights.
-        dtype = torch.empty(0, dtype=self._module_placement()[1]).numpy().dtype
-        return predictions.astype(dtype, copy=False)
+        return self._target.predict(self._raw_outputs(X))
