@@ -347,7 +347,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             dropout=self.dropout,
             # MLPClassifier's draws: np.random.RandomState(random_state).
             random_state=np.random.RandomState(self._seed % 2**32),
-            dtype=resolve_dtype(self.dtype, X.dtype, device),
+            dtype=resolve_dtype(self.dtype, self._input_dtype(X), device),
             device=device,
         ).eval()
         self.n_outputs_ = target.n_outputs
@@ -356,6 +356,11 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         self._history = History()
         if hasattr(self, "_optimizer"):
             del self._optimizer
+
+    def _input_dtype(self, X):
+        """The dtype ``dtype=None`` follows: lbfgs trains in float64 whatever
+        ``X`` is, as MLPClassifier's does (scipy's L-BFGS-B is float64)."""
+        return X.dtype if self._solver_spec.stochastic else np.dtype(np.float64)
 
     def _train(self, X, y, weights, incremental, callbacks=None):
         # Work on a copy of the history so that a failed fit leaves it untouched.
@@ -466,11 +471,15 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             tol=self.tol,
         )
         self._check_finite_weights()
+        # t_ counts the samples of stochastic steps only, as MLPClassifier's.
         history.n_iter += result.nit
-        history.t += data.n_samples
         history.loss = result.fun
         self._history = history
-        self.n_iter_, self.t_, self.loss_ = result.nit, history.t, result.fun
+        self.n_iter_, self.t_, self.loss_ = (
+            result.nit,
+            history.t,
+            np.float64(result.fun),
+        )
         if result.status > 0:  # not converged (-1: interrupted, already said)
             warn_at_caller(
                 f"lbfgs failed to converge after {result.nit} iteration(s) "
@@ -576,8 +585,10 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         self._history = history
         self.n_iter_ = n_iter
         self.t_ = history.t
-        self.loss_ = history.loss
-        self.loss_curve_ = list(history.loss_curve)
+        # np.float64 like MLPClassifier's; the validation scores are floats
+        # there too.
+        self.loss_ = None if history.loss is None else np.float64(history.loss)
+        self.loss_curve_ = [np.float64(loss) for loss in history.loss_curve]
         self._no_improvement_count = history.no_improvement_count
         if self.early_stopping:
             self.validation_scores_ = list(history.validation_scores)
@@ -588,7 +599,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             self.validation_scores_ = None
             self.validation_loss_curve_ = None
             self.best_validation_score_ = None
-            self.best_loss_ = history.best_loss
+            self.best_loss_ = np.float64(history.best_loss)
 
     # -------------------------------------------------------------- predict
 
