@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import (
@@ -35,6 +35,7 @@ from ._device import (
     torch_threads,
     without_inference_tensors,
 )
+from ._layer_arrays import read_layer_arrays, write_layer_arrays
 from ._mlp import (
     ACTIVATIONS,
     build_mlp,
@@ -354,7 +355,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             dropout=self.dropout,
             # MLPClassifier's draws: np.random.RandomState(random_state).
             random_state=np.random.RandomState(self._seed % 2**32),
-            dtype=resolve_dtype(self.dtype, X.dtype, device),
+            dtype=resolve_dtype(self.dtype, self._input_dtype(X), device),
             device=device,
         ).eval()
         self.n_outputs_ = target.n_outputs
@@ -363,6 +364,11 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         self._history = History()
         if hasattr(self, "_optimizer"):
             del self._optimizer
+
+    def _input_dtype(self, X):
+        """The dtype ``dtype=None`` follows: lbfgs trains in float64 whatever
+        ``X`` is, as MLPClassifier's does (scipy's L-BFGS-B is float64)."""
+        return X.dtype if self._solver_spec.stochastic else np.dtype(np.float64)
 
     def _train(self, X, y, weights, incremental, callbacks=None):
         # Work on a copy of the history so that a failed fit leaves it untouched.
@@ -473,11 +479,15 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             tol=self.tol,
         )
         self._check_finite_weights()
+        # t_ counts the samples of stochastic steps only, as MLPClassifier's.
         history.n_iter += result.nit
-        history.t += data.n_samples
         history.loss = result.fun
         self._history = history
-        self.n_iter_, self.t_, self.loss_ = result.nit, history.t, result.fun
+        self.n_iter_, self.t_, self.loss_ = (
+            result.nit,
+            history.t,
+            np.float64(result.fun),
+        )
         if result.status > 0:  # not converged (-1: interrupted, already said)
             warn_at_caller(
                 f"lbfgs failed to converge after {result.nit} iteration(s) "
@@ -583,8 +593,10 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         self._history = history
         self.n_iter_ = n_iter
         self.t_ = history.t
-        self.loss_ = history.loss
-        self.loss_curve_ = list(history.loss_curve)
+        # np.float64 like MLPClassifier's; the validation scores are floats
+        # there too.
+        self.loss_ = None if history.loss is None else np.float64(history.loss)
+        self.loss_curve_ = [np.float64(loss) for loss in history.loss_curve]
         self._no_improvement_count = history.no_improvement_count
         if self.early_stopping:
             self.validation_scores_ = list(history.validation_scores)
@@ -595,13 +607,17 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             self.validation_scores_ = None
             self.validation_loss_curve_ = None
             self.best_validation_score_ = None
-            self.best_loss_ = history.best_loss
+            self.best_loss_ = np.float64(history.best_loss)
 
     # -------------------------------------------------------------- predict
 
     def _raw_outputs(self, X):
-        """The network's float64 outputs (logits, or the linear predictor of a
-        regression), shape (n_samples, n_outputs_), computed batch-wise."""
+        """The network's outputs (logits, or the linear predictor of a
+        regression), shape (n_samples, n_outputs_), computed batch-wise.
+
+        Their dtype is MLPClassifier's: the wider of the input's and the
+        network's (float32 only when both are).
+        """
         X = validate_data(
             self,
             X,
@@ -613,7 +629,10 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             X = X.tocsr()
         device, dtype = self._module_placement()
         _check_range(X, dtype, "X")
-        outputs = np.empty((X.shape[0], self.n_outputs_), dtype=np.float64)
+        outputs = np.empty(
+            (X.shape[0], self.n_outputs_),
+            dtype=np.result_type(X.dtype, torch.empty(0, dtype=dtype).numpy().dtype),
+        )
         step = self.predict_batch_size
         threads = cpu_threads_for(self.module_, min(step, X.shape[0]), backward=False)
         with torch.inference_mode(), torch_threads(threads):
@@ -640,19 +659,36 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
 
     @property
     def coefs_(self):
-        """Weight matrices of shape (fan_in, fan_out), as numpy copies."""
-        return [
-            layer.weight.detach().cpu().numpy().T.copy()
-            for layer in linear_layers(self.module_)
-        ]
+        """Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out).
+
+        On the CPU, views of the module's weights: editing them in place
+        edits the model, as editing ``MLPClassifier``'s does. On a GPU,
+        read-only copies. Assigning an item or the whole list copies the
+        values into the module (see :mod:`skorchlite._layer_arrays`).
+        """
+        return read_layer_arrays(self.module_, "coefs_")
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._write_layer_arrays("coefs_", arrays)
 
     @property
     def intercepts_(self):
-        """Bias vectors of the layers, as numpy copies."""
-        return [
-            layer.bias.detach().cpu().numpy().copy()
-            for layer in linear_layers(self.module_)
-        ]
+        """Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
+        shared with the module as ``coefs_`` is."""
+        return read_layer_arrays(self.module_, "intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        self._write_layer_arrays("intercepts_", arrays)
+
+    def _write_layer_arrays(self, name, arrays):
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: fit it "
+                f"before setting {name} (its shapes are the fitted network's)."
+            )
+        write_layer_arrays(self.module_, name, arrays)
 
     # ------------------------------------------------------------ pickling
 

@@ -130,8 +130,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
 
     dtype : {"float32", "float64"} or None, default=None
         Precision of the network. ``None`` follows ``MLPClassifier`` on the CPU
-        (float32 input trains in float32, anything else in float64) and uses
-        float32 on GPUs.
+        (float32 input trains in float32, anything else, and ``solver="lbfgs"``,
+        in float64) and uses float32 on GPUs.
 
     dropout : float, default=0.0
         Dropout probability after each hidden activation.
@@ -158,21 +158,23 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
     module_ : torch.nn.Sequential
         The trained network, in eval mode.
     coefs_ : list of ndarray
-        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out), as numpy
-        copies of the module's weights.
+        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out). Editing them
+        in place (on the CPU) or assigning items or the whole list edits the
+        module; see :ref:`differences`.
     intercepts_ : list of ndarray
-        Bias vectors of the layers.
+        Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
+        edited and set like ``coefs_``.
     n_outputs_ : int
         Number of logits (1 for binary targets).
     out_activation_ : str
         ``"logistic"`` (binary, multilabel) or ``"softmax"`` (multiclass).
     n_layers_ : int
         Number of layers, input and output included.
-    loss_ : float
+    loss_ : np.float64
         Loss after the last epoch (L2 penalty included).
-    best_loss_ : float or None
+    best_loss_ : np.float64 or None
         Lowest training loss; None with early stopping.
-    loss_curve_ : list of float
+    loss_curve_ : list of np.float64
         Training loss after each epoch (stochastic solvers).
     validation_scores_ : list of float or None
         Validation accuracy after each epoch with early stopping, else None.
@@ -186,7 +188,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
         or 1 after ``partial_fit``, as in MLPClassifier. ``loss_curve_`` keeps
         the epochs of all calls.
     t_ : int
-        Number of training samples seen, over all calls.
+        Number of training samples the stochastic solvers have seen, over
+        all calls (lbfgs adds none), as MLPClassifier's.
 
     See Also
     --------

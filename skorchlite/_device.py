@@ -76,8 +76,9 @@ def resolve_dtype(dtype, X_dtype, device):
     """Choose the torch floating dtype of the module.
 
     ``dtype=None`` follows ``MLPClassifier`` on the CPU (float32 input trains in
-    float32, anything else in float64) and uses float32 on accelerators, where
-    float64 is slow (CUDA) or missing (MPS).
+    float32, anything else in float64; the estimator passes float64 for
+    ``solver="lbfgs"``) and uses float32 on accelerators, where float64 is slow
+    (CUDA) or missing (MPS).
 
     Examples
     --------

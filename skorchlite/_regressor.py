@@ -1,6 +1,5 @@
 """TorchMLPRegressor: sklearn's MLPRegressor interface over a torch module."""
 
-import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
@@ -119,8 +118,8 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
 
     dtype : {"float32", "float64"} or None, default=None
         Precision of the network. ``None`` follows ``MLPClassifier`` on the CPU
-        (float32 input trains in float32, anything else in float64) and uses
-        float32 on GPUs.
+        (float32 input trains in float32, anything else, and ``solver="lbfgs"``,
+        in float64) and uses float32 on GPUs.
 
     dropout : float, default=0.0
         Dropout probability after each hidden activation.
@@ -141,23 +140,25 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
         The trained network, in eval mode; it outputs the linear predictor
         (the log of the prediction with ``loss="poisson"``).
     coefs_ : list of ndarray
-        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out), as numpy
-        copies of the module's weights.
+        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out). Editing them
+        in place (on the CPU) or assigning items or the whole list edits the
+        module; see :ref:`differences`.
     intercepts_ : list of ndarray
-        Bias vectors of the layers.
+        Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
+        edited and set like ``coefs_``.
     n_outputs_ : int
         Number of outputs (target columns).
     out_activation_ : str
         ``"identity"``, or ``"exp"`` with ``loss="poisson"``.
     n_layers_ : int
         Number of layers, input and output included.
-    loss_ : float
+    loss_ : np.float64
         Loss after the last epoch (L2 penalty included), as MLPRegressor's:
         half the squared error averaged over the outputs, or half the Poisson
         deviance summed over them.
-    best_loss_ : float or None
+    best_loss_ : np.float64 or None
         Lowest training loss; None with early stopping.
-    loss_curve_ : list of float
+    loss_curve_ : list of np.float64
         Training loss after each epoch (stochastic solvers), over all calls.
     validation_scores_ : list of float or None
         Validation R² after each epoch with early stopping, else None.
@@ -170,7 +171,8 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
         Number of epochs (lbfgs: iterations) run by the last call to ``fit``,
         or 1 after ``partial_fit``, as in MLPRegressor.
     t_ : int
-        Number of training samples seen, over all calls.
+        Number of training samples the stochastic solvers have seen, over
+        all calls (lbfgs adds none), as MLPRegressor's.
 
     See Also
     --------
@@ -309,10 +311,8 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            The predicted values, of the precision of the network.
+            The predicted values: float32 when both ``X`` and the network
+            are, else float64 (as MLPRegressor's).
         """
         check_is_fitted(self)
-        predictions = self._target.predict(self._raw_outputs(X))
-        # MLPRegressor predicts in the precision of its weights.
-        dtype = torch.empty(0, dtype=self._module_placement()[1]).numpy().dtype
-        return predictions.astype(dtype, copy=False)
+        return self._target.predict(self._raw_outputs(X))

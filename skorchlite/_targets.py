@@ -214,7 +214,7 @@ class BinaryTarget(_Classification):
 
     def proba(self, outputs):
         if self.single_class:
-            return np.ones((len(outputs), 1))
+            return np.ones((len(outputs), 1), dtype=outputs.dtype)
         # expit(-z) rather than 1 - expit(z) keeps small probabilities exact.
         z = outputs[:, 0]
         return np.column_stack([expit(-z), expit(z)])

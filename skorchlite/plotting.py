@@ -11,6 +11,7 @@ top, coloured like the regions of their class.
 import numpy as np
 from sklearn.base import is_regressor
 from sklearn.inspection import DecisionBoundaryDisplay
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._solvers import SOLVERS
@@ -96,8 +97,8 @@ class LossCurveDisplay:
         ----------
         estimator : estimator instance
             A fitted estimator with a ``loss_curve_`` (and, after early
-            stopping, ``validation_scores_``), trained with a stochastic solver.
-            For a :class:`~sklearn.pipeline.Pipeline`, pass its last step.
+            stopping, ``validation_scores_``), trained with a stochastic solver,
+            or a :class:`~sklearn.pipeline.Pipeline` ending with one.
         ax : matplotlib Axes, default=None
             Axes to plot on; a new figure is created if None.
         name : str, default=None
@@ -117,16 +118,25 @@ class LossCurveDisplay:
             If the estimator recorded no loss curve (``solver="lbfgs"``).
         """
         check_is_fitted(estimator)
+        if isinstance(estimator, Pipeline):
+            estimator = estimator[-1]
         estimator_name = type(estimator).__name__
         loss_curve = getattr(estimator, "loss_curve_", None)
         # A refit with lbfgs keeps the loss_curve_ of an earlier fit (as in
-        # MLPClassifier), so the solver is checked as well.
+        # MLPClassifier), so an MLP's solver is checked as well (other
+        # estimators, such as LogisticRegression, have an lbfgs solver too).
         solver = SOLVERS.get(getattr(estimator, "solver", None))
-        if (solver is not None and not solver.stochastic) or not loss_curve:
+        is_mlp = hasattr(estimator, "hidden_layer_sizes")
+        if is_mlp and solver is not None and not solver.stochastic:
             raise ValueError(
                 f"This {estimator_name} has no loss curve to plot: loss_curve_ is "
                 "only recorded by the stochastic solvers ('adam', 'adamw', "
-                "'sgd'), not by solver='lbfgs'."
+                f"'sgd'), not by solver={solver.name!r}."
+            )
+        if not loss_curve:
+            raise ValueError(
+                f"This {estimator_name} has no loss curve to plot: it has no "
+                "loss_curve_."
             )
         display = cls(
             loss_curve=np.asarray(loss_curve, dtype=float),

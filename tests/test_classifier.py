@@ -263,13 +263,6 @@ def test_coefs_and_intercepts_shaped_like_mlpclassifier(request, fixture, data):
     assert clf.n_layers_ == reference.n_layers_
 
 
-def test_coefs_are_copies_of_the_module_weights(fitted_binary):
-    coefs = fitted_binary.coefs_
-    assert_array_equal(coefs[0], fitted_binary.module_[0].weight.detach().numpy().T)
-    coefs[0][:] = 0.0
-    assert fitted_binary.coefs_[0].any()
-
-
 def test_warm_start_continues_and_accumulates(make_clf, fit_quietly, moons):
     X, y = moons
     clf = make_clf(max_iter=5, warm_start=True, learning_rate_init=0.05)

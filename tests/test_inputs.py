@@ -8,9 +8,10 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skorchlite import TorchMLPClassifier
+from skorchlite import TorchMLPClassifier, TorchMLPRegressor
 
 # ------------------------------------------------------------ input types
 
@@ -423,3 +424,33 @@ def test_failed_validation_keeps_the_previous_model(make_clf, fit_quietly, moons
         clf.fit(np.c_[X, X], np.linspace(0, 1, len(X)))
     assert clf.n_features_in_ == 2
     assert_allclose(clf.predict_proba(X), before)
+
+
+@pytest.mark.parametrize("X_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("ours", "theirs", "y"),
+    [
+        (TorchMLPClassifier, MLPClassifier, [0, 1, 0, 1, 2, 2]),
+        (TorchMLPClassifier, MLPClassifier, [0, 1, 0, 1, 0, 1]),
+        (TorchMLPClassifier, MLPClassifier, [0, 0, 0, 0, 0, 0]),
+        (TorchMLPRegressor, MLPRegressor, [0.5, 1, 2, 0, 1, 3]),
+    ],
+)
+def test_predictions_have_the_dtype_of_sklearns(ours, theirs, y, dtype, X_dtype):
+    # MLPClassifier's and MLPRegressor's outputs are float32 when both the input
+    # and the weights are, else float64.
+    X = np.arange(12.0).reshape(6, 2) / 12
+    model = ours(
+        hidden_layer_sizes=(3,), dtype=dtype, solver="sgd", max_iter=2, device="cpu"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X.astype(dtype), y)
+        reference = theirs(hidden_layer_sizes=(3,), solver="sgd", max_iter=2).fit(
+            X.astype(dtype), y
+        )
+    method = "predict_proba" if hasattr(reference, "predict_proba") else "predict"
+    expected = getattr(reference, method)(X.astype(X_dtype)).dtype
+    assert getattr(model, method)(X.astype(X_dtype)).dtype == expected
+    assert expected == np.result_type(X_dtype, dtype)

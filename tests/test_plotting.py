@@ -12,7 +12,10 @@ from sklearn.base import clone
 from sklearn.datasets import make_blobs, make_moons
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.inspection import DecisionBoundaryDisplay
+from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skorchlite import LossCurveDisplay, TorchMLPClassifier, plot_decision_boundaries
 from skorchlite.plotting import BINARY_COLORS
@@ -156,6 +159,34 @@ def test_loss_curve_display_lbfgs_refit_after_adam(binary_clf, moons2d):
     _fit(clf, *moons2d)
     _fit(clf.set_params(solver="lbfgs"), *moons2d)
     with pytest.raises(ValueError, match="lbfgs"):
+        LossCurveDisplay.from_estimator(clf)
+
+
+def test_loss_curve_display_of_a_pipeline_plots_its_last_step(moons2d):
+    pipeline = _fit(
+        make_pipeline(
+            StandardScaler(),
+            TorchMLPClassifier((4,), max_iter=7, learning_rate_init=0.05),
+        ),
+        *moons2d,
+    )
+    display = LossCurveDisplay.from_estimator(pipeline)
+    assert_allclose(display.line_.get_ydata(), pipeline[-1].loss_curve_)
+    assert display.estimator_name == "TorchMLPClassifier"
+
+
+def test_loss_curve_display_of_an_lbfgs_pipeline_names_the_solver(moons2d):
+    pipeline = make_pipeline(
+        StandardScaler(), TorchMLPClassifier((4,), solver="lbfgs", max_iter=5)
+    )
+    _fit(pipeline, *moons2d)
+    with pytest.raises(ValueError, match=r"not by solver='lbfgs'"):
+        LossCurveDisplay.from_estimator(pipeline)
+
+
+def test_loss_curve_display_of_an_estimator_without_a_curve(moons2d):
+    clf = LogisticRegression().fit(*moons2d)
+    with pytest.raises(ValueError, match=r"LogisticRegression .* no loss_curve_"):
         LossCurveDisplay.from_estimator(clf)
 
 
