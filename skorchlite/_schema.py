@@ -19,7 +19,8 @@ schema before skops builds a single node and refuses:
   scalar's own dtype, ``pos`` within the key, ...);
 - an object state key naming an attribute of its class (it would shadow a
   method: ``predict = numpy.negative``), or an estimator's state without its
-  parameters (another object's state under its class's name);
+  parameters (another object's state under its class's name), or a scorer
+  calling a method other than a prediction method;
 - a node id used again for a different node: skops reads a repeated id as a
   reference to the first node (and reads nothing else of the repeated one),
   and our files (``skops.io.dump``'s) repeat the node whole (but for ids and
@@ -99,7 +100,15 @@ MAX_NODES = 100_000
 # What skops.io.dump numbers by the id of a short-lived object (a dtype's
 # empty array, a dict's key type list), which differs between repeats.
 _IDS = ("__id__", "file")
-_RANDOM_STATE_KEY = (624,)  # MT19937's key: 624 uint32 words
+_RANDOM_STATE_KEY = (624,)
+# A scorer calls the estimator's method of this name when a search scores.
+_SCORER = "sklearn.metrics._scorer._Scorer"
+_RESPONSE_METHODS = (
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "predict_log_proba",
+)  # MT19937's key: 624 uint32 words
 
 
 @functools.cache
@@ -234,6 +243,8 @@ class _Walk:
                 f"the state of {name} sets {shadowing}, which are attributes of "
                 "its class (a state would replace them)."
             )
+        if name == _SCORER:
+            _check_response_method(keys.get("_response_method"))
         # An estimator's state holds its parameters: one without them is
         # another object's state under this class's name.
         missing = sorted(set(getattr(cls, "_get_param_names", list)()) - set(keys))
@@ -357,6 +368,23 @@ def _same(first, again):
             and all(map(_same, first, again))
         )
     return type(first) is type(again) and first == again
+
+
+def _check_response_method(node):
+    if isinstance(node, dict) and node.get("__loader__") == "JsonNode":
+        names = [_json(node)]
+    elif isinstance(node, dict) and node.get("__loader__") in ("TupleNode", "ListNode"):
+        names = [
+            _json(item) if item.get("__loader__") == "JsonNode" else None
+            for item in node.get("content", [])
+        ]
+    else:
+        names = [None]
+    if not names or not all(name in _RESPONSE_METHODS for name in names):
+        raise ValueError(
+            f"a scorer's _response_method must name {_RESPONSE_METHODS}, got "
+            f"{_short(names)}."
+        )
 
 
 def _plain(node, arrays):

@@ -287,6 +287,21 @@ def test_a_scorer_whose_metric_is_a_shell_command_is_refused(worker, model):
     _assert_refused(worker.load(data, X), "os.system")
 
 
+def test_a_scorer_calling_another_method_is_refused(worker, model):
+    clf, X = model
+    search = GridSearchCV(clone_quiet(clf), {"alpha": [1e-4]}, cv=2, scoring="f1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(X, model[0].predict(X))
+
+    def edit(schema):
+        scorer = _state(schema)["scorer_"]["content"]["content"]
+        scorer["_response_method"] = _json("fit")  # estimator.fit(X) on scoring
+
+    data, _ = _craft(search, edit)
+    _assert_refused(worker.load(data, X), "_response_method")
+
+
 def clone_quiet(clf):
     from sklearn.base import clone
 
