@@ -65,8 +65,14 @@ FITTED_COUNTS = (
 FITTED_REALS = ("loss_", "best_loss_", "best_validation_score_")  # or None
 FITTED_CURVES = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
 FITTED_OTHERS = ("out_activation_", "feature_names_in_")
-#: What BaseEstimator.__getstate__ and sklearn's set_callbacks add.
-ESTIMATOR_KEYS = ("_sklearn_version", "_skl_callbacks")
+#: What BaseEstimator.__getstate__ and sklearn's callbacks add (the last two
+#: during a fit, where a callback such as ScoringMonitor copies the model).
+ESTIMATOR_KEYS = (
+    "_sklearn_version",
+    "_skl_callbacks",
+    "_callback_fit_ctx",
+    "_skl_callbacks_to_teardown",
+)
 _SEED_LIMIT = 2**63
 
 
