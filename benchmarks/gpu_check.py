@@ -102,6 +102,7 @@ from skorchlite import (  # noqa: E402
     TorchMLPClassifier,
     TorchMLPRegressor,
 )
+from skorchlite._device import resolve_dtype  # noqa: E402
 
 #: The suite's tests that exercise devices. With CUDA present, ``device="auto"``
 #: (the default) trains on the GPU, so the round-trip property test and the
@@ -457,7 +458,14 @@ def check_fit_predict(ctx):
             param_devices(here) == [torch.device(ctx.device).type],
             f"{solver}: parameters on {param_devices(here)}",
         )
-        expect(here.module_[0].weight.dtype == torch.float32, f"{solver}: not float32")
+        # dtype=None: float32 on a GPU; a CPU dry run trains lbfgs in float64
+        # (scipy's L-BFGS-B), as MLPClassifier does.
+        wanted = resolve_dtype(
+            None,
+            np.dtype(np.float64 if solver == "lbfgs" else X.dtype),
+            torch.device(ctx.device),
+        )
+        expect(here.module_[0].weight.dtype == wanted, f"{solver}: not {wanted}")
         proba = here.predict_proba(X)
         expect(
             isinstance(proba, np.ndarray) and proba.shape == (len(X), 2),
