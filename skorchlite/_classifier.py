@@ -46,8 +46,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
         Activation function of the hidden layers.
 
     solver : {"adam", "adamw", "sgd", "lbfgs"}, default="adam"
-        ``torch.optim.Adam``, ``AdamW``, ``SGD`` or full-batch ``LBFGS`` (with a
-        strong-Wolfe line search).
+        ``torch.optim.Adam``, ``AdamW``, ``SGD``, or full-batch L-BFGS: scipy's
+        L-BFGS-B, run as ``MLPClassifier`` runs it (``max_iter``, ``max_fun`` and
+        ``tol`` stop it by the same rule), on the loss and gradients torch
+        computes.
 
     alpha : float, default=0.0001
         Strength of the L2 penalty on the weights (not the biases), divided by

@@ -63,9 +63,3 @@ class SGD(_WithoutDynamo, torch.optim.SGD):
     """:class:`torch.optim.SGD` that imports no ``torch._dynamo``."""
 
     step = _no_grad_step(torch.optim.SGD)
-
-
-class LBFGS(_WithoutDynamo, torch.optim.LBFGS):
-    """:class:`torch.optim.LBFGS` that imports no ``torch._dynamo``."""
-
-    step = _no_grad_step(torch.optim.LBFGS)

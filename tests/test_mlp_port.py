@@ -15,16 +15,18 @@ multiclass early stopping stratifies its split when every class can be split
 import contextlib
 import io
 import re
+import warnings
 
 import joblib
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import load_digits, make_multilabel_classification
-from sklearn.neural_network import MLPClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import MinMaxScaler
 
-from skorchlite import TorchMLPClassifier
+from skorchlite import TorchMLPClassifier, TorchMLPRegressor
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -105,6 +107,58 @@ def test_loss_matches_mlpclassifier(target):
     )
     ours, theirs = _one_more_fit_from_the_same_weights(params, X, y)
     assert_allclose(ours.loss_, theirs.loss_, rtol=1e-10)
+
+
+def _fit_and_convergence_warnings(model, X, y):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(X, y)
+    return [
+        str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)
+    ]
+
+
+# L-BFGS stops by MLPClassifier's rule: scipy's L-BFGS-B with maxiter=max_iter,
+# maxfun=max_fun and gtol=tol, n_iter_ and loss_ read from its result. From the
+# same weights, a few iterations (before rounding makes the paths part) land
+# on the same weights, loss and iteration count, and on the same warning, for
+# each of the three stopping reasons.
+@pytest.mark.parametrize(
+    ("stop", "converged"),
+    [
+        ({"max_iter": 10, "tol": 0.0}, False),
+        ({"max_fun": 7}, False),  # in the middle of an iteration
+        ({"tol": 0.05}, True),  # gtol
+    ],
+    ids=["max_iter", "max_fun", "tol"],
+)
+@pytest.mark.parametrize("target", ["binary", "multiclass", "multilabel", "regression"])
+def test_lbfgs_stops_where_mlpclassifier_stops(target, stop, converged):
+    X, y = _small_data("binary" if target == "regression" else target, seed=0)
+    ours_class, their_class = TorchMLPClassifier, MLPClassifier
+    if target == "regression":
+        y = X @ [1.0, -2.0, 0.5, 0.0] + 0.1 * np.sin(7 * X[:, 0])
+        ours_class, their_class = TorchMLPRegressor, MLPRegressor
+    params = dict(
+        hidden_layer_sizes=(5,), solver="lbfgs", warm_start=True, random_state=0
+    )
+    ours = ours_class(**params, **stop).fit(X, y)
+    theirs = their_class(**params, **stop).fit(X, y)
+    theirs.coefs_, theirs.intercepts_ = ours.coefs_, ours.intercepts_
+
+    ours_warnings = _fit_and_convergence_warnings(ours, X, y)
+    theirs_warnings = _fit_and_convergence_warnings(theirs, X, y)
+    assert ours.n_iter_ == theirs.n_iter_ <= 10
+    assert_allclose(ours.loss_, theirs.loss_, rtol=1e-10)
+    for a, b in zip(
+        ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
+    ):
+        assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    # The same status and scipy message (the advice around them is our own).
+    assert len(ours_warnings) == len(theirs_warnings) == (not converged)
+    for our_warning, their_warning in zip(ours_warnings, theirs_warnings, strict=True):
+        status, message = re.search(r"\(status=(\d)\):\n(.*)", their_warning).groups()
+        assert f"(status={status}): {message}" in our_warning
 
 
 # test_partial_fit_classification: full batches, so that only the order of the

@@ -69,20 +69,3 @@ def test_state_dicts_load_across_both(ours, theirs, kwargs):
     _, fresh = train(theirs, kwargs, steps=1)
     fresh.load_state_dict(our_optimizer.state_dict())
     assert_same_state(fresh.state_dict(), their_optimizer.state_dict())
-
-
-def test_lbfgs_minimizes_like_torchs():
-    results = []
-    for optimizer_class in (_optim.LBFGS, torch.optim.LBFGS):
-        x = torch.tensor([1.5, -0.5], dtype=torch.float64, requires_grad=True)
-        optimizer = optimizer_class([x], line_search_fn="strong_wolfe")
-
-        def closure(optimizer=optimizer, x=x):
-            optimizer.zero_grad()
-            loss = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        results.append(x.detach())
-    assert torch.equal(*results)
