@@ -67,9 +67,12 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     >>> import numpy as np
     >>> import onnxruntime
     >>> from sklearn.datasets import make_blobs
+    >>> from sklearn.preprocessing import StandardScaler
     >>> from skorchlite import TorchMLPClassifier, export_onnx
     >>> X, y = make_blobs(100, centers=3, random_state=0)
-    >>> clf = TorchMLPClassifier((8,), solver="lbfgs", random_state=0).fit(X, y)
+    >>> X = StandardScaler().fit_transform(X)
+    >>> clf = TorchMLPClassifier((8,), solver="lbfgs", alpha=0.01, random_state=0)
+    >>> clf = clf.fit(X, y)
     >>> model = export_onnx(clf, "blobs.onnx")  # doctest: +SKIP
     >>> model = export_onnx(clf)
     >>> session = onnxruntime.InferenceSession(model.SerializeToString())

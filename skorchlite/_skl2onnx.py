@@ -54,7 +54,9 @@ def register_onnx_converters():
     >>> X = X.astype(np.float32)
     >>> pipe = make_pipeline(
     ...     StandardScaler(),
-    ...     TorchMLPClassifier((8,), solver="lbfgs", alpha=1.0, random_state=0),
+    ...     TorchMLPClassifier(
+    ...         (8,), solver="lbfgs", alpha=0.1, tol=1e-2, random_state=0
+    ...     ),
     ... ).fit(X, y)
     >>> onx = to_onnx(pipe, X[:1], options={"zipmap": False})
     >>> session = onnxruntime.InferenceSession(onx.SerializeToString())
