@@ -552,7 +552,8 @@ class BatchedGroup:
         step of a single fit, or a few models' worth of hidden activations):
         threads then cost more in synchronization than they save, and extra
         threads on busy cores slow every small op down by orders of magnitude
-        (see DESIGN.md). Larger stacked steps use torch's threads.
+        (the user guide's *Performance and CPU threads* page). Larger stacked
+        steps use torch's threads.
         """
         widest = max(
             (job.estimator.module_ for job in self.jobs),

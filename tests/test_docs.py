@@ -327,3 +327,29 @@ def test_docs_type_no_measurement_by_hand():
                 for m in MEASUREMENT.findall(line)
             ]
     assert typed == []
+
+
+def _pyproject():
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_getting_started_names_the_torch_version_and_extras_of_pyproject():
+    project = _pyproject()["project"]
+    torch_floor = next(
+        d.split(">=")[1].split(",")[0].split()[0].strip('"')
+        for d in project["dependencies"]
+        if d.startswith("torch")
+    )
+    page = (ROOT / "docs" / "getting_started.rst").read_text()
+    assert f"PyTorch {torch_floor} or newer" in page
+    extras = set(project["optional-dependencies"]) - {"test"}
+    listed = set(re.findall(r"``(\w+)``\s+\(", page.split("Optional extras:")[1]))
+    assert listed == extras
+
+
+def test_readme_examples_table_lists_every_example():
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(plot_\w+\.py)` \|", readme, flags=re.M))
+    assert listed == {path.name for path in (ROOT / "examples").glob("plot_*.py")}
