@@ -100,7 +100,7 @@ MAX_NODES = 100_000
 # What skops.io.dump numbers by the id of a short-lived object (a dtype's
 # empty array, a dict's key type list), which differs between repeats.
 _IDS = ("__id__", "file")
-_RANDOM_STATE_KEY = (624,)
+_RANDOM_STATE_KEY = (624,)  # MT19937's key: 624 uint32 words
 # A scorer calls the estimator's method of this name when a search scores.
 _SCORER = "sklearn.metrics._scorer._Scorer"
 _RESPONSE_METHODS = (
@@ -108,7 +108,7 @@ _RESPONSE_METHODS = (
     "predict_proba",
     "decision_function",
     "predict_log_proba",
-)  # MT19937's key: 624 uint32 words
+)
 
 
 @functools.cache
