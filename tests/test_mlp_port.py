@@ -59,8 +59,9 @@ def _one_more_fit_from_the_same_weights(params, X, y):
     """Ours and MLPClassifier, refit once from the weights ours started with."""
     ours = TorchMLPClassifier(**params).fit(X, y)
     theirs = MLPClassifier(**params).fit(X, y)
-    theirs.coefs_ = ours.coefs_
-    theirs.intercepts_ = ours.intercepts_
+    # Copies: our coefs_ are views of our module, which theirs would train.
+    theirs.coefs_ = [c.copy() for c in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
     return ours.fit(X, y), theirs.fit(X, y)
 
 
@@ -213,8 +214,9 @@ def _same_start(params, X, y):
     """Ours after one epoch, and MLPClassifier fitted once and given our weights."""
     ours = TorchMLPClassifier(**params, max_iter=1, warm_start=True).fit(X, y)
     theirs = MLPClassifier(**params, max_iter=1, warm_start=True).fit(X, y)
-    theirs.coefs_ = ours.coefs_
-    theirs.intercepts_ = ours.intercepts_
+    # Copies: our coefs_ are views of our module, which theirs would train.
+    theirs.coefs_ = [c.copy() for c in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
     # and the stopping rule's state, which carries over warm starts
     theirs.loss_curve_ = list(ours.loss_curve_)
     theirs.best_loss_ = ours.best_loss_
