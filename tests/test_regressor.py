@@ -89,7 +89,9 @@ def test_multioutput_loss_is_mlpregressors_at_the_same_weights(regression):
     ours, theirs = (model.set_params(random_state=0) for model in _both(**params))
     ours.fit(X, Y)
     theirs.set_params(warm_start=True, learning_rate_init=1e-300).fit(X, Y)
-    theirs.coefs_, theirs.intercepts_ = ours.coefs_, ours.intercepts_
+    # Copies: our coefs_ are views of our module.
+    theirs.coefs_ = [c.copy() for c in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
     # One more epoch from our weights, with a vanishing step: theirs reports
     # the loss of those weights.
     ours.set_params(warm_start=True, learning_rate_init=1e-300).fit(X, Y)
