@@ -24,6 +24,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -272,12 +273,18 @@ def test_a_command_built_from_trusted_modules_does_not_run(worker, model, tmp_pa
     assert not marker.exists()
 
 
-def test_a_scorer_whose_metric_is_a_shell_command_is_refused(worker, model):
+@pytest.fixture(scope="module")
+def search(model):
+    """A fitted GridSearchCV of our classifier, scored by f1 (a _Scorer)."""
     clf, X = model
-    search = GridSearchCV(clone_quiet(clf), {"alpha": [1e-4]}, cv=2, scoring="f1")
+    search = GridSearchCV(clone(clf), {"alpha": [1e-4]}, cv=2, scoring="f1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        search.fit(X, model[0].predict(X))
+        return search.fit(X, clf.predict(X))
+
+
+def test_a_scorer_whose_metric_is_a_shell_command_is_refused(worker, model, search):
+    X = model[1]
 
     def edit(schema):
         scorer = _state(schema)["scorer_"]["content"]["content"]
@@ -287,12 +294,8 @@ def test_a_scorer_whose_metric_is_a_shell_command_is_refused(worker, model):
     _assert_refused(worker.load(data, X), "os.system")
 
 
-def test_a_scorer_calling_another_method_is_refused(worker, model):
-    clf, X = model
-    search = GridSearchCV(clone_quiet(clf), {"alpha": [1e-4]}, cv=2, scoring="f1")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        search.fit(X, model[0].predict(X))
+def test_a_scorer_calling_another_method_is_refused(worker, model, search):
+    X = model[1]
 
     def edit(schema):
         scorer = _state(schema)["scorer_"]["content"]["content"]
@@ -300,12 +303,6 @@ def test_a_scorer_calling_another_method_is_refused(worker, model):
 
     data, _ = _craft(search, edit)
     _assert_refused(worker.load(data, X), "_response_method")
-
-
-def clone_quiet(clf):
-    from sklearn.base import clone
-
-    return clone(clf)
 
 
 @pytest.mark.parametrize(
@@ -461,7 +458,7 @@ def test_state_keys_that_would_replace_methods_are_refused(worker, model, key, v
 
 def test_a_pipeline_state_replacing_a_method_is_refused(worker, model):
     clf, X = model
-    pipe = make_pipeline(StandardScaler(), clone_quiet(clf))
+    pipe = make_pipeline(StandardScaler(), clone(clf))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(X, model[0].predict(X))
