@@ -58,6 +58,7 @@ and run there, carrying ``.whl``::
 import argparse
 import contextlib
 import copy
+import importlib
 import json
 import math
 import os
@@ -348,12 +349,17 @@ def check_cuda(ctx):
     return f"{ctx.device} (dry run: the checks below run on the CPU)"
 
 
+def _require(module):
+    """Skip the check unless ``module`` imports."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise Skip(f"{module.split('.')[0]} is not installed ({exc})") from None
+
+
 def check_device_tests(ctx):
     """The suite's device tests, in a pytest child process."""
-    try:
-        import pytest  # noqa: F401
-    except ImportError as exc:
-        raise Skip(f"pytest is not installed ({exc})") from None
+    _require("pytest")
     if not ctx.tests:
         raise Skip("no device tests selected (--tests)")
     missing = [t for t in ctx.tests if not (ROOT / t.split("::")[0]).exists()]
@@ -700,10 +706,7 @@ def clone_with_device(estimator, device):
 
 def check_skops(ctx):
     """skorchlite.save / load on the device."""
-    try:
-        import skops.io  # noqa: F401
-    except ImportError as exc:
-        raise Skip(f"skops is not installed ({exc})") from None
+    _require("skops.io")
     if not ctx.files_written:
         raise Skip("needs the model of the persistence check, which failed")
     X, y = np.load(ctx.work / "X.npy"), np.load(ctx.work / "y.npy")
