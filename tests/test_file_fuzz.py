@@ -55,6 +55,7 @@ from numpy.lib import format as npy_format
 from sklearn.datasets import make_blobs, make_moons, make_regression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skops_nodes import CHAIN_NAMES, command_node, json_node, reduce_node
 
 from skorchlite import TorchMLPClassifier, TorchMLPRegressor, save
 
@@ -315,53 +316,6 @@ def _typed(node):
     return [n for n in _nodes(node) if isinstance(n, dict) and "__loader__" in n]
 
 
-def _json_node(value):
-    return {
-        "__class__": "str",
-        "__module__": "builtins",
-        "__loader__": "JsonNode",
-        "content": json.dumps(value),
-        "is_json": True,
-    }
-
-
-def _reduce_node(module, name, *args):
-    return {
-        "__class__": name,
-        "__module__": module,
-        "__loader__": "ConstructorFromReduceNode",
-        "content": {
-            "__class__": "tuple",
-            "__module__": "builtins",
-            "__loader__": "TupleNode",
-            "content": list(args),
-        },
-    }
-
-
-def _getattr_node(obj, name):
-    # sklearn.metrics._scorer._check_response_method(obj, name) is getattr.
-    return _reduce_node(
-        "sklearn.metrics._scorer", "_check_response_method", obj, _json_node(name)
-    )
-
-
-def _command_node():
-    """``os.system(f"touch {MARKER}")``, reached from a name skops may trust."""
-    numpy = {
-        "__class__": "np",
-        "__module__": "sklearn.model_selection._split",
-        "__loader__": "TypeNode",
-    }
-    system = _getattr_node(_getattr_node(_getattr_node(numpy, "f2py"), "os"), "system")
-    return _reduce_node(
-        "sklearn.metrics._scorer",
-        "_check_response_method",
-        system,
-        _json_node(f"touch {MARKER}"),
-    )
-
-
 LOADERS = [
     "ObjectNode",
     "TypeNode",
@@ -399,9 +353,9 @@ NAMES_TO_TRY = [
 MARKER = f"/tmp/skorchlite-fuzz-command-ran-{os.getpid()}"
 REDUCE_NODES = st.one_of(
     st.lists(JSON_VALUES, max_size=3).map(
-        lambda args: _reduce_node("torch", "device", *map(_json_node, args))
+        lambda args: reduce_node("torch", "device", *map(json_node, args))
     ),
-    st.just(None).map(lambda _: _command_node()),
+    st.just(None).map(lambda _: command_node(f"touch {MARKER}")),
 )
 EXTRA_KEYS = st.sampled_from(
     ["predict", "predict_proba", "_validate_params", "__class__", "fit", "coefs_"]
@@ -542,3 +496,17 @@ def test_a_mutated_file_loads_and_predicts_or_raises_value_error(setup, model, d
         for method in ("predict", "predict_proba"):
             if method in reference:
                 assert reply[method] == reference[method], (kind, reply)
+
+
+def test_the_command_the_fuzz_plants_would_run(tmp_path):
+    """The fuzz's shell-command node is live: skops trusting the names the
+    old load trusted runs it, so the marker check above means something."""
+    import skops.io
+
+    marker = tmp_path / "ran"
+    schema = {**command_node(f"touch {marker}"), "protocol": 2}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("schema.json", json.dumps(schema))
+    skops.io.loads(buffer.getvalue(), trusted=CHAIN_NAMES)
+    assert marker.exists()

@@ -29,6 +29,14 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skops_nodes import (
+    CHAIN_NAMES,
+    json_node,
+    list_node,
+    node,
+    os_system_node,
+    tuple_node,
+)
 
 from skorchlite import TorchMLPClassifier, save
 from skorchlite._schema import TRUSTED, scorer_functions
@@ -199,51 +207,6 @@ def _arrays(schema):
     return _state(schema)["_module_state"]["content"]["arrays"]["content"]
 
 
-def _json(value):
-    return {
-        "__class__": "str",
-        "__module__": "builtins",
-        "__loader__": "JsonNode",
-        "content": json.dumps(value),
-        "is_json": True,
-    }
-
-
-def _node(loader, module, name, **fields):
-    return {"__class__": name, "__module__": module, "__loader__": loader, **fields}
-
-
-def _tuple(*items):
-    return _node("TupleNode", "builtins", "tuple", content=list(items))
-
-
-def _list(items, **fields):
-    return _node("ListNode", "builtins", "list", content=list(items), **fields)
-
-
-def _getattr(obj, name):
-    # sklearn.metrics._scorer._check_response_method(obj, name) is getattr.
-    return _node(
-        "ConstructorFromReduceNode",
-        "sklearn.metrics._scorer",
-        "_check_response_method",
-        content=_tuple(obj, _json(name)),
-    )
-
-
-def _os_system():
-    """A node that skops builds into ``os.system``, through trusted modules."""
-    numpy = _node("TypeNode", "sklearn.model_selection._split", "np")
-    return _getattr(_getattr(_getattr(numpy, "f2py"), "os"), "system")
-
-
-def _chain_names():
-    return [
-        "sklearn.metrics._scorer._check_response_method",
-        "sklearn.model_selection._split.np",
-    ]
-
-
 def _assert_refused(reply, *words):
     assert reply["status"] == "ValueError", reply
     for word in words:
@@ -259,14 +222,14 @@ def test_a_command_built_from_trusted_modules_does_not_run(worker, model, tmp_pa
 
     def edit(schema):
         weights = _state(schema)["class_weight"]
-        weights["key_types"]["content"][0] = _os_system()
+        weights["key_types"]["content"][0] = os_system_node()
         # skops pairs the first key with the first key type: os.system(key).
         first, *others = weights["content"].items()
         weights["content"] = {f"touch {marker}": first[1], **dict(others)}
 
     data, _ = _craft(clf, edit)
     # The command works: skops trusting the modules the old load trusted runs it.
-    worker.load(data, X, how="skops", trusted=[*_chain_names(), CLASSIFIER])
+    worker.load(data, X, how="skops", trusted=[*CHAIN_NAMES, CLASSIFIER])
     assert marker.exists()
     marker.unlink()
     _assert_refused(worker.load(data, X))
@@ -299,7 +262,7 @@ def test_a_scorer_calling_another_method_is_refused(worker, model, search):
 
     def edit(schema):
         scorer = _state(schema)["scorer_"]["content"]["content"]
-        scorer["_response_method"] = _json("fit")  # estimator.fit(X) on scoring
+        scorer["_response_method"] = json_node("fit")  # estimator.fit(X) on scoring
 
     data, _ = _craft(search, edit)
     _assert_refused(worker.load(data, X), "_response_method")
@@ -308,16 +271,16 @@ def test_a_scorer_calling_another_method_is_refused(worker, model, search):
 @pytest.mark.parametrize(
     "node",
     [
-        _node("TypeNode", "sklearn.model_selection._split", "np"),
-        _node("FunctionNode", "sklearn.model_selection._split", "np"),
-        _node("FunctionNode", "builtins", "eval"),
-        _node("TypeNode", "builtins", "list"),
-        _node("ObjectNode", "sklearn.model_selection", "np", content=None),
-        _node("MethodNode", "builtins", "object", content={}),
-        _node("PartialNode", "functools", "partial", content={}),
-        _node("CachedNode", None, None, __id__=1),
-        _node("OperatorFuncNode", "operator", "attrgetter", attrs=_tuple()),
-        _node("BytesNode", "builtins", "bytes", file="x.bin"),
+        node("TypeNode", "sklearn.model_selection._split", "np"),
+        node("FunctionNode", "sklearn.model_selection._split", "np"),
+        node("FunctionNode", "builtins", "eval"),
+        node("TypeNode", "builtins", "list"),
+        node("ObjectNode", "sklearn.model_selection", "np", content=None),
+        node("MethodNode", "builtins", "object", content={}),
+        node("PartialNode", "functools", "partial", content={}),
+        node("CachedNode", None, None, __id__=1),
+        node("OperatorFuncNode", "operator", "attrgetter", attrs=tuple_node()),
+        node("BytesNode", "builtins", "bytes", file="x.bin"),
     ],
     ids=lambda node: f"{node['__loader__']}-{node['__class__']}",
 )
@@ -341,7 +304,7 @@ def test_a_random_state_reading_out_of_bounds_is_refused(worker, model):
 
     def edit(schema):
         state = _state(schema)["random_state"]["content"]["content"]
-        state["state"]["content"]["pos"] = _json(10**6)
+        state["state"]["content"]["pos"] = json_node(10**6)
 
     data, _ = _craft(clf, edit)
     _assert_refused(worker.load(data, X), "RandomState")
@@ -372,19 +335,19 @@ def test_a_numpy_scalar_of_another_dtype_is_refused(worker, model):
 def test_references_that_expand_are_refused(worker, model):
     """Nested lists referring to each other by id: a few KB for 10**12 leaves."""
     clf, X = model
-    levels = [_list([_json(0.0)] * 10, __id__=10**9)]
+    levels = [list_node([json_node(0.0)] * 10, __id__=10**9)]
     for level in range(1, 12):
         refs = [{"__id__": 10**9 + level - 1}] * 9
-        levels.append(_list([levels[-1], *refs], __id__=10**9 + level))
+        levels.append(list_node([levels[-1], *refs], __id__=10**9 + level))
 
     def edit(schema):
-        _state(schema)["loss_curve_"] = _node(
+        _state(schema)["loss_curve_"] = node(
             "NdArrayNode",
             "numpy",
             "ndarray",
             type="json",
             content=[levels[-1]],
-            shape=_tuple(_json(1)),
+            shape=tuple_node(json_node(1)),
         )
 
     data, _ = _craft(clf, edit)
@@ -396,8 +359,8 @@ def test_thousands_of_distinct_names_cost_nothing(worker, model):
     clf, X = model
 
     def edit(schema):
-        names = [_node("TypeNode", f"m{i}", f"T{i}") for i in range(20_000)]
-        _state(schema)["loss_curve_"] = _list(names)
+        names = [node("TypeNode", f"m{i}", f"T{i}") for i in range(20_000)]
+        _state(schema)["loss_curve_"] = list_node(names)
 
     data, _ = _craft(clf, edit)
     reply = worker.load(data, X)
@@ -409,18 +372,20 @@ def test_thousands_of_distinct_names_cost_nothing(worker, model):
 def test_memory_of_the_largest_files_we_accept_is_bounded(worker, model, loader):
     """The most nodes of each kind a schema may hold (MAX_NODES, 16 MiB)."""
     clf, X = model
-    dict_node = _node("DictNode", "builtins", "dict", content={}, key_types=_list([]))
-    node = {
-        "JsonNode": _json(0.5),
-        "ObjectNode": _node(
+    dict_node = node(
+        "DictNode", "builtins", "dict", content={}, key_types=list_node([])
+    )
+    item = {
+        "JsonNode": json_node(0.5),
+        "ObjectNode": node(
             "ObjectNode", "sklearn.model_selection._split", "KFold", content=dict_node
         ),
-        "TypeNode": _node("TypeNode", "builtins", "str"),
+        "TypeNode": node("TypeNode", "builtins", "str"),
     }[loader]
     count = 90_000 if loader != "ObjectNode" else 30_000
 
     def edit(schema):
-        _state(schema)["loss_curve_"] = _list([node] * count)
+        _state(schema)["loss_curve_"] = list_node([item] * count)
 
     data, _ = _craft(clf, edit)
     reply = worker.load(data, X)  # the peak memory bound is in worker.load
@@ -433,10 +398,10 @@ def test_memory_of_the_largest_files_we_accept_is_bounded(worker, model, loader)
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("predict", _node("FunctionNode", "numpy", "negative")),
-        ("_validate_params", _node("TypeNode", "builtins", "list")),
-        ("_check_finite_weights", _json(None)),
-        ("no_such_attribute_", _json(1)),
+        ("predict", node("FunctionNode", "numpy", "negative")),
+        ("_validate_params", node("TypeNode", "builtins", "list")),
+        ("_check_finite_weights", json_node(None)),
+        ("no_such_attribute_", json_node(1)),
     ],
 )
 def test_state_keys_that_would_replace_methods_are_refused(worker, model, key, value):
@@ -465,7 +430,7 @@ def test_a_pipeline_state_replacing_a_method_is_refused(worker, model):
 
     def edit(schema):
         state = _state(schema)
-        state["predict"] = _node("TypeNode", "builtins", "str")
+        state["predict"] = node("TypeNode", "builtins", "str")
         state_keys = schema["content"]["key_types"]["content"]
         state_keys.append(copy.deepcopy(state_keys[0]))
 
@@ -505,7 +470,7 @@ def test_masked_classes_are_refused_naming_classes(worker, model):
 
     def edit(schema):
         classes = _state(schema)["classes_"]
-        _state(schema)["classes_"] = _node(
+        _state(schema)["classes_"] = node(
             "MaskedArrayNode",
             "numpy.ma",
             "MaskedArray",
@@ -523,7 +488,7 @@ def test_a_crafted_torch_device_is_refused(worker, model, args):
 
     def edit(schema):
         device = _state(schema)["device"]
-        device["content"]["content"] = [_json(arg) for arg in args]
+        device["content"]["content"] = [json_node(arg) for arg in args]
 
     data, _ = _craft(clf, edit)
     _assert_refused(worker.load(data, X), "torch.device")
