@@ -8,7 +8,6 @@ their target handling, predict methods, docstrings and tags.
 """
 
 import copy
-import functools
 import math
 from numbers import Integral, Real
 
@@ -27,44 +26,42 @@ from sklearn.utils.validation import (
 
 from ._device import (
     cpu_threads_for,
-    module_device,
     module_on_cpu,
     resolve_device,
     resolve_dtype,
-    tensors_to_cpu,
     torch_threads,
     without_inference_tensors,
 )
-from ._layer_arrays import read_layer_arrays, write_layer_arrays
-from ._mlp import (
-    ACTIVATIONS,
+from ._engine.activations import ACTIVATIONS
+from ._engine.data import TrainingData, check_weight_sum, dense_rows
+from ._engine.loop import History, TrainingDivergedError
+from ._engine.network import (
     build_mlp,
     check_hidden_layer_sizes,
     dropout_generator,
     linear_layers,
 )
+from ._engine.solvers import SOLVERS
+from ._engine.spec import FitSpec, SolverSettings
+from ._engine.stack import DropoutMasks, stack_of
+from ._layer_arrays import read_layer_arrays, write_layer_arrays
 from ._progress import CallbackEpochs, Progress, epoch_display
-from ._solvers import SOLVERS
 from ._state import (
     LIVE_KEYS,
     STATE_KEYS,
-    check_optimizer_tensors,
+    check_param_names,
+    check_solver_state,
     check_state_keys,
     fitted_state,
+    rebuild_solver_state,
     restore_fitted,
-)
-from ._training import (
-    FitPlan,
-    History,
-    LearningRateSchedule,
-    Objective,
-    Trainer,
-    TrainingData,
-    check_weight_sum,
-    dense_rows,
-    fit_lbfgs,
+    solver_state_from_torch,
+    solver_state_values,
 )
 from ._warnings import warn_at_caller
+
+#: The parameters the solvers read (:class:`SolverSettings`).
+SOLVER_SETTINGS = tuple(SolverSettings.__dataclass_fields__)
 
 try:
     from sklearn.callback import CallbackSupportMixin
@@ -75,13 +72,64 @@ except ImportError:  # scikit-learn < 1.9 has no callback API
 
 
 def _supports_partial_fit(estimator):
-    """``available_if`` check of partial_fit: stochastic solvers only."""
-    if not SOLVERS[estimator.solver].stochastic:
-        raise AttributeError(
-            "partial_fit is only available for stochastic optimizers. "
-            f"{estimator.solver} is not stochastic."
-        )
+    """``available_if`` check of partial_fit: the solver says."""
+    error = SOLVERS[estimator.solver].partial_fit_error()
+    if error is not None:
+        raise AttributeError(error)
     return True
+
+
+def has_callbacks(estimator):
+    """Whether sklearn callbacks are set on ``estimator``."""
+    return bool(getattr(estimator, "_skl_callbacks", None))
+
+
+def fitted_target(estimator):
+    """The target entry of a fitted estimator (for the exporters)."""
+    return estimator._target
+
+
+def prepare_fit(estimator, X, y, sample_weight):
+    """Validate and initialize ``estimator`` for a first fit on ``(X, y)``, as
+    its own ``fit`` does, and return the call's :class:`FitSpec` (with the
+    stack of one of its module); for the batched searches.
+
+    Raises what the estimator's ``fit`` raises on invalid parameters or data;
+    warnings are the caller's to filter.
+    """
+    estimator._validate_params()
+    X, y = estimator._validate_fit_data(X, y, True, None)
+    weights = estimator._training_weights(X, y, sample_weight)
+    estimator._initialize(X, estimator._hidden_layer_sizes())
+    return estimator._fit_spec(X, y, weights, False, estimator._seed)
+
+
+def publish_fit(estimator, outcome):
+    """Give ``estimator`` the result of a fit trained elsewhere (a batched
+    search's group): its final weights and history. Returns the error its
+    own fit would raise, as ``"TypeName: message"``, or None."""
+    with torch.no_grad():
+        for p, final in zip(estimator.module_.parameters(), outcome.final, strict=True):
+            p.copy_(final)
+    estimator.module_.eval()
+    if outcome.error is not None:
+        return f"TrainingDivergedError: {outcome.error}"
+    try:
+        estimator._check_finite_weights()
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+    estimator._publish_history(outcome.history, outcome)
+    return None
+
+
+def _conclude(estimator, history, outcome):
+    """Raise the error of a fit call, or publish it and give its warnings."""
+    if outcome.error is not None:
+        raise TrainingDivergedError(outcome.error)
+    estimator._check_finite_weights()
+    estimator._publish_history(history, outcome)
+    for message in outcome.warnings:
+        warn_at_caller(message, ConvergenceWarning)
 
 
 class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
@@ -272,18 +320,12 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         """The registry entry of ``solver``."""
         return SOLVERS[self.solver]
 
-    def _epochs_per_call(self, incremental):
-        """Most epochs this fit call runs (lbfgs runs none: it has iterations)."""
-        if not self._solver_spec.stochastic:
-            return 0
-        return 1 if incremental else self.max_iter
-
     def _start_callbacks(self, incremental):
         """The callback context of this fit call, or None without callbacks."""
         if not getattr(self, "_skl_callbacks", None):
             return None
         return self._init_callback_context(
-            max_subtasks=self._epochs_per_call(incremental)
+            max_subtasks=self._solver_spec.epochs_per_call(self.max_iter, incremental)
         )
 
     def _hidden_layer_sizes(self):
@@ -324,24 +366,24 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         attributes = dict(vars(self))
         if first_pass:
             return attributes, None, None
-        optimizer = getattr(self, "_optimizer", None)
+        state = getattr(self, "_solver_state", None)
         # One thread: waking a thread pool costs more than copying a small state,
         # and partial_fit takes this snapshot on every call.
         with torch_threads(1):
             return (
                 attributes,
                 copy.deepcopy(self.module_.state_dict()),
-                None if optimizer is None else copy.deepcopy(optimizer.state_dict()),
+                None if state is None else state.copy(),
             )
 
     def _restore(self, snapshot):
-        attributes, module_state, optimizer_state = snapshot
+        attributes, module_state, solver_state = snapshot
         vars(self).clear()
         vars(self).update(attributes)
         if module_state is not None:
             self.module_.load_state_dict(module_state)
-        if optimizer_state is not None:
-            self._optimizer.load_state_dict(optimizer_state)
+        if solver_state is not None:
+            self._solver_state = solver_state
 
     def _initialize(self, X, hidden_layer_sizes):
         target = self._target
@@ -355,146 +397,94 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             dropout=self.dropout,
             # MLPClassifier's draws: np.random.RandomState(random_state).
             random_state=np.random.RandomState(self._seed % 2**32),
-            dtype=resolve_dtype(self.dtype, self._input_dtype(X), device),
+            dtype=resolve_dtype(
+                self.dtype, self._solver_spec.training_dtype(X.dtype), device
+            ),
             device=device,
         ).eval()
         self.n_outputs_ = target.n_outputs
         self.out_activation_ = target.out_activation
         self.n_layers_ = len(hidden_layer_sizes) + 2
         self._history = History()
-        if hasattr(self, "_optimizer"):
-            del self._optimizer
-
-    def _input_dtype(self, X):
-        """The dtype ``dtype=None`` follows: lbfgs trains in float64 whatever
-        ``X`` is, as MLPClassifier's does (scipy's L-BFGS-B is float64)."""
-        return X.dtype if self._solver_spec.stochastic else np.dtype(np.float64)
+        self._solver_state = None
 
     def _train(self, X, y, weights, incremental, callbacks=None):
         # Work on a copy of the history so that a failed fit leaves it untouched.
         history = copy.deepcopy(self._history)
-        seed = self._seed + history.n_iter
-        device = module_device(self.module_)
-        threads = cpu_threads_for(
-            self.module_, self._batch_size(X.shape[0]), backward=True
+        spec = self._fit_spec(X, y, weights, incremental, self._seed + history.n_iter)
+        solver = spec.solver
+        stack = self._stack(spec)
+        state = self._solver_state if incremental else None
+        if state is None:
+            state = solver.new_state(stack.params, [spec.settings])
+        listener = Progress(
+            [
+                epoch_display(self.verbose, spec.max_epochs, type(self).__name__),
+                callbacks,
+            ]
         )
-        with dropout_generator(self.module_, seed, device), torch_threads(threads):
-            if not self._solver_spec.stochastic:
-                self._train_lbfgs(self._to_training_data(X, y, weights), history)
-            else:
-                self._train_stochastic(
-                    X, y, weights, incremental, history, seed, callbacks
-                )
+        device, _ = self._module_placement()
+        threads = cpu_threads_for(self.module_, spec.batch_size, backward=True)
+        with dropout_generator(self.module_, spec.seed, device), torch_threads(threads):
+            outcome = solver.train(spec, stack, history, state, listener)
+        self._solver_state = state
+        if outcome.interrupted:
+            warn_at_caller(
+                "Training interrupted by user; keeping the weights reached so far."
+            )
+        _conclude(self, history, outcome)
 
-    def _fit_plan(self, X, y, weights, incremental, seed):
-        """The :class:`FitPlan` of a stochastic fit call on validated data.
+    def _stack(self, spec):
+        """The module as the engine's stack of one (closed-form gradients for
+        our MLPs, autograd for a module the user changed)."""
+        dropout = None
+        if spec.dropout:
+            linears = linear_layers(self.module_)
+            dropout = DropoutMasks(
+                [spec.dropout],
+                [spec.seed],
+                [[layer.out_features for layer in linears[:-1]]],
+                [spec.data.n_samples],
+                spec.batch_size,
+                spec.data.device,
+            )
+        return stack_of(self.module_, self._penalized_weights(), dropout)
+
+    def _fit_spec(self, X, y, weights, incremental, seed):
+        """The :class:`FitSpec` of a fit call on validated data.
 
         Both the single fit and the batched search train from it.
         """
-        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
-            warn_at_caller(
-                "Got `batch_size` less than 1 or larger than sample size. It is "
-                "going to be clipped"
-            )
+        solver = self._solver_spec
+        warning = solver.batch_size_warning(self.batch_size, X.shape[0])
+        if warning is not None:
+            warn_at_caller(warning)
         validation = None
-        if self.early_stopping:
+        if solver.holds_out(self.early_stopping):
             X, X_val, y, y_val, weights, w_val = self._split_validation(
                 X, y, weights, seed
             )
             validation = self._to_training_data(X_val, y_val, w_val)
-        return FitPlan(
+        settings = SolverSettings(
+            **{name: getattr(self, name) for name in SOLVER_SETTINGS},
+        )
+        return FitSpec(
             data=self._to_training_data(X, y, weights),
             validation=validation,
-            batch_size=self._batch_size(X.shape[0]),
-            max_epochs=self._epochs_per_call(incremental),
+            target=self._target,
+            solver=solver,
+            settings=settings,
             seed=seed,
-        )
-
-    def _train_stochastic(
-        self, X, y, weights, incremental, history, seed, callbacks=None
-    ):
-        plan = self._fit_plan(X, y, weights, incremental, seed)
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer()
-        max_epochs = plan.max_epochs
-        trainer = Trainer(
-            self.module_,
-            self._optimizer,
-            self._objective(),
-            max_grad_norm=self.max_grad_norm,
-            schedule=LearningRateSchedule(
-                self._optimizer,
-                self._solver_spec.schedule_policy(self),
-                self.learning_rate_init,
-                self.power_t,
-            ),
+            batch_size=solver.batch_size(self.batch_size, X.shape[0]),
+            max_epochs=solver.epochs_per_call(self.max_iter, incremental),
+            shuffle=bool(self.shuffle),
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
-            validate=None
-            if plan.validation is None
-            else self._validator(plan.validation),
-            progress=Progress(
-                [
-                    epoch_display(self.verbose, max_epochs, type(self).__name__),
-                    callbacks,
-                ]
-            ),
+            max_grad_norm=self.max_grad_norm,
+            dropout=self.dropout,
+            validation_batch_size=self.predict_batch_size,
+            incremental=incremental,
         )
-        epochs_before = history.n_iter
-        stopped_early = trainer.run(
-            plan.data,
-            history,
-            max_epochs=max_epochs,
-            batch_size=plan.batch_size,
-            shuffle=self.shuffle,
-            generator=torch.Generator().manual_seed(plan.seed),
-        )
-        self._check_finite_weights()
-        self._publish_history(history, n_iter=history.n_iter - epochs_before)
-        if trainer.diverged is not None:
-            self._warn_diverged(trainer.diverged)
-        elif not incremental and not stopped_early:
-            self._warn_max_iter_reached()
-
-    def _warn_diverged(self, message):
-        warn_at_caller(
-            f"{message} Kept the weights of the best validation epoch.",
-            ConvergenceWarning,
-        )
-
-    def _warn_max_iter_reached(self):
-        warn_at_caller(
-            f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-            "and the optimization hasn't converged yet.",
-            ConvergenceWarning,
-        )
-
-    def _train_lbfgs(self, data, history):
-        result = fit_lbfgs(
-            self.module_,
-            self._objective(),
-            data,
-            max_iter=self.max_iter,
-            max_fun=self.max_fun,
-            tol=self.tol,
-        )
-        self._check_finite_weights()
-        # t_ counts the samples of stochastic steps only, as MLPClassifier's.
-        history.n_iter += result.nit
-        history.loss = result.fun
-        self._history = history
-        self.n_iter_, self.t_, self.loss_ = (
-            result.nit,
-            history.t,
-            np.float64(result.fun),
-        )
-        if result.status > 0:  # not converged (-1: interrupted, already said)
-            warn_at_caller(
-                f"lbfgs failed to converge after {result.nit} iteration(s) "
-                f"(status={result.status}): {result.message}. Increase max_iter "
-                "or max_fun, or scale the data (e.g. with StandardScaler).",
-                ConvergenceWarning,
-            )
 
     def _split_validation(self, X, y, weights, seed):
         """Hold out ``validation_fraction`` of the rows (at least 2), stratified
@@ -535,49 +525,8 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             dtype=dtype,
         )
 
-    def _make_optimizer(self):
-        return self._solver_spec.optimizer(self, self.module_)
-
     def _penalized_weights(self):
         return [layer.weight for layer in linear_layers(self.module_)]
-
-    def _objective(self):
-        # A decoupled weight decay (AdamW) replaces the L2 term.
-        alpha = 0.0 if self._solver_spec.decoupled_decay else self.alpha
-        return Objective(self._target, self._penalized_weights(), alpha)
-
-    def _validator(self, validation):
-        """Validation (loss, score) of the current module, for early stopping:
-        the score is the target's (accuracy, or R² for regressors)."""
-        per_sample_loss = self._objective().per_sample
-        target = self._target
-
-        def validate():
-            with torch.inference_mode():
-                self.module_.eval()
-                outputs = torch.cat(
-                    [
-                        self.module_(X)
-                        for X, _, _ in validation.epoch_batches(
-                            self.predict_batch_size, permutation=None
-                        )
-                    ]
-                )
-                self.module_.train()
-                losses = per_sample_loss(outputs, validation.y)
-                w = validation.sample_weight
-                mean_loss = losses.mean() if w is None else (losses * w).sum() / w.sum()
-                score = target.validation_score(outputs, validation.y, w)
-                return mean_loss.item(), score.item()
-
-        return validate
-
-    def _batch_size(self, n_samples):
-        if not self._solver_spec.stochastic:
-            return n_samples
-        if self.batch_size == "auto":
-            return min(200, n_samples)
-        return min(self.batch_size, n_samples)
 
     def _check_finite_weights(self):
         if not all(torch.isfinite(p).all() for p in self.module_.parameters()):
@@ -587,15 +536,17 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                 "learning_rate_init."
             )
 
-    def _publish_history(self, history, n_iter):
-        """Set the fitted attributes from ``history``, after ``n_iter`` epochs
-        of this call (``n_iter_`` counts one call, like MLPClassifier's)."""
+    def _publish_history(self, history, outcome):
+        """Set the fitted attributes from ``history`` after a call that ended
+        as ``outcome`` says (``n_iter_`` counts one call, like MLPClassifier's)."""
         self._history = history
-        self.n_iter_ = n_iter
+        self.n_iter_ = outcome.n_iter
         self.t_ = history.t
         # np.float64 like MLPClassifier's; the validation scores are floats
         # there too.
         self.loss_ = None if history.loss is None else np.float64(history.loss)
+        if not outcome.records_curves:  # L-BFGS, as MLPClassifier's
+            return
         self.loss_curve_ = [np.float64(loss) for loss in history.loss_curve]
         self._no_improvement_count = history.no_improvement_count
         if self.early_stopping:
@@ -699,17 +650,18 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         # __dict__ itself: copy it, or the estimator being pickled would change.
         state = dict(super().__getstate__())
         if "module_" in state:
+            solver_state = getattr(self, "_solver_state", None)
             try:
                 with torch_threads(1):
-                    plain = fitted_state(self)
+                    plain = fitted_state(
+                        self, self._target, self._history, solver_state
+                    )
             except TypeError:
                 # A module_ the user changed into layers we do not build cannot
                 # be plain arrays: it travels as torch objects (pickle and
-                # deepcopy load it; skops cannot).
+                # deepcopy load it; skops cannot), its solver state as values.
                 state["module_"] = module_on_cpu(self.module_)
-                if "_optimizer" in state:
-                    optimizer_state = self._optimizer.state_dict()
-                    state["_optimizer"] = tensors_to_cpu(optimizer_state)
+                state["_solver_state"] = solver_state_values(self.solver, solver_state)
                 return state
             for key in LIVE_KEYS:
                 state.pop(key, None)
@@ -732,7 +684,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         if isinstance(state.get("module_"), torch.nn.Module):
             restore = self._setstate_torch  # a custom module_, or an older pickle
         elif "_module_state" in state:
-            restore = functools.partial(restore_fitted, self)
+            restore = self._setstate_plain
         elif any(key in state for key in (*STATE_KEYS, *LIVE_KEYS)):
             raise ValueError("a fitted state without its module.")
         else:
@@ -745,16 +697,32 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                 vars(self).clear()
                 raise
 
+    def _setstate_plain(self, state):
+        """Rebuild the torch objects from the plain values of ``state``."""
+        check_param_names(self, state)
+        try:
+            self._validate_params()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid parameters: {exc}") from None
+        attributes, solver_values = restore_fitted(self, state)
+        for key in STATE_KEYS:
+            vars(self).pop(key, None)
+        vars(self).update(attributes)
+        self._move_to_available_device()
+        self._solver_state = rebuild_solver_state(self, solver_values)
+
     def _setstate_torch(self, state):
         """Restore the torch objects pickled with ``state`` (already in
         ``__dict__``): a module_ the user changed, or an older pickle."""
-        optimizer_state = vars(self).pop("_optimizer", None)
-        optimizer_state = without_inference_tensors(self.module_, optimizer_state)
-        check_optimizer_tensors(self.module_, optimizer_state)
         self._move_to_available_device()
-        if optimizer_state is not None:
-            self._optimizer = self._make_optimizer()
-            self._optimizer.load_state_dict(optimizer_state)
+        if "_optimizer" in vars(self):  # an older pickle: torch's state_dict
+            optimizer_state = vars(self).pop("_optimizer")
+            optimizer_state = without_inference_tensors(self.module_, optimizer_state)
+            self._solver_state = solver_state_from_torch(self, optimizer_state)
+        else:
+            values = vars(self).pop("_solver_state", None)
+            checked = check_solver_state(values, self, self.module_)
+            self._solver_state = rebuild_solver_state(self, checked)
 
     def _move_to_available_device(self):
         """After unpickling, go to ``device`` if available, else stay on the CPU."""

@@ -8,8 +8,8 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTorchMLP, _supports_partial_fit
+from ._engine.data import check_weight_sum
 from ._targets import classification_target
-from ._training import check_weight_sum
 
 
 def _check_partial_fit_params(estimator):

@@ -6,7 +6,7 @@ import copy
 import numpy as np
 import torch
 
-from ._mlp import linear_layers
+from ._engine.network import linear_layers
 
 
 def resolve_device(device):

@@ -17,7 +17,7 @@ those:
 import numpy as np
 import torch
 
-from ._mlp import linear_layers
+from ._engine.network import linear_layers
 
 #: The attribute of each kind of layer array, and the layer's tensor behind it.
 _TENSORS = {"coefs_": "weight", "intercepts_": "bias"}

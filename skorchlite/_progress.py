@@ -16,6 +16,8 @@ needs tqdm (the bar is used only where tqdm is installed).
 import copy
 import sys
 
+from ._engine.loop import EpochListener
+
 
 def format_epoch(epoch, loss, validation, seconds):
     """The plain summary of an epoch: MLPClassifier's lines, then our extras.
@@ -36,30 +38,6 @@ def format_epoch(epoch, loss, validation, seconds):
             f"validation loss = {validation[0]:.8f}"
         )
     return line
-
-
-class EpochListener:
-    """What the loop reports; every hook does nothing unless overridden."""
-
-    def start(self, max_epochs):
-        """Training of up to ``max_epochs`` epochs begins."""
-
-    def epoch_begin(self):
-        """An epoch begins."""
-
-    def epoch_end(self, epoch, loss, validation, seconds):
-        """An epoch ended; return True to ask the loop to stop.
-
-        ``epoch`` counts the epochs of this fit call (1 for partial_fit),
-        ``validation`` is ``(val_loss, val_accuracy)`` or None.
-        """
-        return False
-
-    def message(self, text):
-        """A line of news, such as a stopping rule firing."""
-
-    def close(self):
-        """Training ended, normally or not."""
 
 
 class Progress(EpochListener):

@@ -14,13 +14,11 @@ and ``probabilities`` (or, with ``zipmap``, one dict per row); a regressor's
 one output holds (n, n_outputs) predictions.
 """
 
-import math
-
 import numpy as np
 
-from ._mlp import ACTIVATIONS
+from ._base import fitted_target
+from ._engine.activations import ACTIVATIONS
 from ._state import module_state
-from ._targets import TARGETS
 
 _ALIASES = {
     "TorchMLPClassifier": "SkorchliteTorchMLPClassifier",
@@ -117,7 +115,7 @@ def _classifier_shapes(operator):
     n_rows = operator.inputs[0].get_first_dimension()
     input_type = operator.inputs[0].type.__class__
     n_classes = len(estimator.classes_)
-    if estimator._target.name == "multilabel-indicator":
+    if fitted_target(estimator).name == "multilabel-indicator":
         operator.outputs[0].type = Int64TensorType([n_rows, n_classes])
     elif _label_is_int(_classes(operator.scope_inst, estimator)):
         operator.outputs[0].type = Int64TensorType([n_rows])
@@ -137,12 +135,17 @@ def _regressor_shapes(operator):
 
 
 class _Graph:
-    """Adds nodes and constants to skl2onnx's container, in one precision."""
+    """Adds nodes and constants to skl2onnx's container, in one precision.
 
-    def __init__(self, scope, container, dtype):
+    The activations (:mod:`skorchlite._engine.activations`) and the targets
+    (:mod:`skorchlite._targets`) write their nodes through it.
+    """
+
+    def __init__(self, scope, container, dtype, estimator):
         from onnx import TensorProto
 
         self.scope, self.container, self.dtype = scope, container, dtype
+        self.estimator = estimator
         self.proto = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
 
     def constant(self, value, name="c"):
@@ -162,6 +165,33 @@ class _Graph:
         self.container.add_initializer(name, TensorProto.INT64, [len(values)], values)
         return name
 
+    def labels(self, indices, output):
+        """The classes of ``indices`` into ``output`` (int64 or string labels;
+        their indices with skl2onnx's ``nocl`` option)."""
+        from onnx import TensorProto
+
+        classes = _classes(self.scope, self.estimator)
+        name = self.scope.get_unique_variable_name("classes")
+        if _label_is_int(classes):
+            self.container.add_initializer(
+                name, TensorProto.INT64, [len(classes)], [int(c) for c in classes]
+            )
+        else:
+            self.container.add_initializer(
+                name,
+                TensorProto.STRING,
+                [len(classes)],
+                [str(c).encode("utf-8") for c in classes],
+            )
+        self.node("Gather", [name, indices], output, axis=0)
+
+    def is_positive(self, logits):
+        """int64 ``logits > 0``: the positive class or label."""
+        from onnx import TensorProto
+
+        positive = self.node("Greater", [logits, self.constant(np.zeros(1))])
+        return self.node("Cast", [positive], to=TensorProto.INT64)
+
     def node(self, op_type, inputs, output=None, **attributes):
         output = output or self.scope.get_unique_variable_name(op_type.lower())
         self.container.add_node(
@@ -174,34 +204,6 @@ class _Graph:
         return output
 
 
-def _silu(graph, x):
-    return graph.node("Mul", [x, graph.node("Sigmoid", [x])])
-
-
-def _gelu(graph, x):
-    # torch's default (exact) GELU: x * (1 + erf(x / sqrt 2)) / 2.
-    scaled = graph.node("Mul", [x, graph.constant(1 / math.sqrt(2))])
-    erf_plus_one = graph.node("Add", [graph.node("Erf", [scaled]), graph.constant(1)])
-    return graph.node(
-        "Mul", [graph.node("Mul", [x, erf_plus_one]), graph.constant(0.5)]
-    )
-
-
-#: Each activation of ``ACTIVATIONS`` as ONNX nodes (torch's default
-#: arguments: the state only stores activations built with them).
-ONNX_ACTIVATIONS = {
-    "identity": lambda graph, x: x,
-    "logistic": lambda graph, x: graph.node("Sigmoid", [x]),
-    "tanh": lambda graph, x: graph.node("Tanh", [x]),
-    "relu": lambda graph, x: graph.node("Relu", [x]),
-    "gelu": _gelu,
-    "silu": _silu,
-    "leaky_relu": lambda graph, x: graph.node("LeakyRelu", [x], alpha=0.01),
-    "elu": lambda graph, x: graph.node("Elu", [x], alpha=1.0),
-}
-assert set(ONNX_ACTIVATIONS) == set(ACTIVATIONS)
-
-
 def _network(graph, estimator, x):
     """The nodes of the network: the name of its outputs (logits)."""
     state = module_state(estimator.module_)
@@ -212,7 +214,7 @@ def _network(graph, estimator, x):
             x = graph.node("MatMul", [x, graph.constant(_cast(weight.T, graph))])
             x = graph.node("Add", [x, graph.constant(_cast(bias, graph))])
         elif layer["layer"] == "activation":
-            x = ONNX_ACTIVATIONS[layer["name"]](graph, x)
+            x = ACTIVATIONS[layer["name"]].onnx(graph, x)
         # Dropout is the identity at inference.
     return x
 
@@ -230,83 +232,18 @@ def _cast(array, graph):
     return np.ascontiguousarray(array, dtype=graph.dtype)
 
 
-def _labels(graph, classes, indices, output):
-    """``classes[indices]`` into ``output`` (int64 or string labels)."""
-    from onnx import TensorProto
-
-    name = graph.scope.get_unique_variable_name("classes")
-    if _label_is_int(classes):
-        graph.container.add_initializer(
-            name, TensorProto.INT64, [len(classes)], [int(c) for c in classes]
-        )
-    else:
-        graph.container.add_initializer(
-            name,
-            TensorProto.STRING,
-            [len(classes)],
-            [str(c).encode("utf-8") for c in classes],
-        )
-    graph.node("Gather", [name, indices], output, axis=0)
-
-
-def _binary_head(graph, estimator, logits, label, probabilities):
-    # [sigmoid(-z), sigmoid(z)], as predict_proba computes it.
-    negative = graph.node("Sigmoid", [graph.node("Neg", [logits])])
-    positive = graph.node("Sigmoid", [logits])
-    graph.node("Concat", [negative, positive], probabilities, axis=1)
-    positive_class = _is_positive(graph, logits)
-    index = graph.node("Reshape", [positive_class, graph.int64_constant([-1])])
-    _labels(graph, _classes(graph.scope, estimator), index, label)
-
-
-def _multiclass_head(graph, estimator, logits, label, probabilities):
-    graph.node("Softmax", [logits], probabilities, axis=1)
-    index = graph.node("ArgMax", [logits], axis=1, keepdims=0)
-    _labels(graph, _classes(graph.scope, estimator), index, label)
-
-
-def _multilabel_head(graph, estimator, logits, label, probabilities):
-    graph.node("Sigmoid", [logits], probabilities)
-    graph.node("Identity", [_is_positive(graph, logits)], label)
-
-
-def _continuous_head(graph, estimator, logits, predictions):
-    link = "Exp" if estimator.out_activation_ == "exp" else "Identity"
-    graph.node(link, [logits], predictions)
-
-
-def _is_positive(graph, logits):
-    """int64 ``logits > 0``: the positive class or label."""
-    from onnx import TensorProto
-
-    positive = graph.node("Greater", [logits, graph.constant(np.zeros(1))])
-    return graph.node("Cast", [positive], to=TensorProto.INT64)
-
-
-#: What each target of ``TARGETS`` computes from the logits into the
-#: operator's outputs (predict's labels, predict_proba's probabilities).
-ONNX_HEADS = {
-    "binary": _binary_head,
-    "multiclass": _multiclass_head,
-    "multilabel-indicator": _multilabel_head,
-    "continuous": _continuous_head,
-}
-assert set(ONNX_HEADS) == set(TARGETS)
-
-
 def _convert(scope, operator, container):
     from skl2onnx.common.data_types import DoubleTensorType
 
     estimator = operator.raw_operator
-    if getattr(estimator._target, "single_class", False):
+    target = fitted_target(estimator)
+    if getattr(target, "single_class", False):
         raise ValueError(
             "This classifier was fitted on a single class "
             f"({estimator.classes_[0]!r}), which it always predicts; there is "
             "no decision to convert. Fit it on at least two classes."
         )
     is_double = isinstance(operator.inputs[0].type, DoubleTensorType)
-    graph = _Graph(scope, container, np.float64 if is_double else np.float32)
+    graph = _Graph(scope, container, np.float64 if is_double else np.float32, estimator)
     logits = _network(graph, estimator, operator.inputs[0].full_name)
-    ONNX_HEADS[estimator._target.name](
-        graph, estimator, logits, *(output.full_name for output in operator.outputs)
-    )
+    target.onnx_head(graph, logits, *(output.full_name for output in operator.outputs))

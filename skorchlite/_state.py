@@ -32,6 +32,7 @@ The state of a fitted estimator replaces ``module_``, ``_optimizer``,
 """
 
 import dataclasses
+import inspect
 import itertools
 import math
 from numbers import Integral, Real
@@ -41,16 +42,22 @@ import torch
 from sklearn.base import is_regressor
 from torch import nn
 
-from ._mlp import ACTIVATIONS, Dropout, check_hidden_layer_sizes, linear_layers
+from ._engine.activations import ACTIVATIONS
+from ._engine.loop import History
+from ._engine.network import Dropout, check_hidden_layer_sizes, linear_layers
+from ._engine.solvers import SOLVERS
+from ._engine.spec import SolverSettings
 from ._targets import TARGETS
-from ._training import History
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _ACTIVATION_NAMES = {spec.module: name for name, spec in ACTIVATIONS.items()}
 #: Keys of a fitted state that replace the live torch objects.
 STATE_KEYS = ("_module_state", "_optimizer_state", "_target_type", "_history")
 #: The live attributes they replace.
-LIVE_KEYS = ("module_", "_optimizer", "_target", "_history")
+LIVE_KEYS = ("module_", "_solver_state", "_target", "_history")
+#: What older pickles of a changed ``module_`` hold instead of
+#: ``_solver_state``: the torch optimizer's ``state_dict``.
+LEGACY_KEYS = ("_optimizer",)
 #: The other attributes a fit sets (a target adds its own, ``classes_``), by
 #: the kind of value each holds.
 FITTED_COUNTS = (
@@ -79,13 +86,16 @@ _SEED_LIMIT = 2**63
 # ------------------------------------------------------------------- writing
 
 
-def fitted_state(estimator):
+def fitted_state(estimator, target, history, solver_state):
     """The plain values that stand for ``estimator``'s torch objects.
 
     Parameters
     ----------
     estimator : BaseTorchMLP
-        A fitted estimator.
+        A fitted estimator (its parameters and ``module_`` are read).
+    target : skorchlite._targets.Target
+    history : skorchlite._engine.loop.History
+    solver_state : skorchlite._engine.solvers.SolverState or None
 
     Returns
     -------
@@ -98,18 +108,25 @@ def fitted_state(estimator):
         If the network is not what the parameters build (a ``module_``
         changed by the user): it cannot be stored as plain values.
     """
-    optimizer = getattr(estimator, "_optimizer", None)
     plain_module = module_state(estimator.module_)
     mismatch = layout_mismatch(estimator, plain_module["layout"], estimator.module_)
     if mismatch:  # a module_ or parameters changed after fit: torch objects
         raise TypeError(mismatch)
     return {
         "_module_state": plain_module,
-        "_optimizer_state": None
-        if optimizer is None
-        else optimizer_state(optimizer, estimator._solver_spec),
-        "_target_type": estimator._target.name,
-        "_history": dataclasses.asdict(estimator._history),
+        "_optimizer_state": solver_state_values(estimator.solver, solver_state),
+        "_target_type": target.name,
+        "_history": dataclasses.asdict(history),
+    }
+
+
+def solver_state_values(solver_name, solver_state):
+    """A solver's state of one model as plain values (None: no state yet)."""
+    if solver_state is None:
+        return None
+    return {
+        "learning_rate": float(solver_state.learning_rates[0]),
+        "parameters": SOLVERS[solver_name].export_state(solver_state),
     }
 
 
@@ -159,33 +176,6 @@ def module_layout(module):
     return layout
 
 
-def optimizer_state(optimizer, solver):
-    """The learning rate, and per-parameter state as ints and numpy arrays."""
-    return {
-        "learning_rate": float(optimizer.param_groups[0]["lr"]),
-        "parameters": _parameter_states(optimizer, solver),
-    }
-
-
-def _parameter_states(optimizer, solver):
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    entries = []
-    for parameter in parameters:
-        state = optimizer.state.get(parameter)
-        if not state:
-            entries.append(None)
-            continue
-        entry = {}
-        for name, kind in solver.state_entries.items():
-            value = state[name]
-            if kind == "count":
-                entry[name] = int(value.item() if torch.is_tensor(value) else value)
-            else:
-                entry[name] = _to_numpy(value)
-        entries.append(entry)
-    return entries
-
-
 def _to_numpy(tensor):
     return tensor.detach().to("cpu").numpy()
 
@@ -199,13 +189,15 @@ def check_state_keys(estimator, state):
     An unknown key would become an instance attribute, and one naming a
     method (``predict``) would replace it.
     """
-    allowed = {*estimator._get_param_names(), *ESTIMATOR_KEYS}
+    allowed = {*_param_names(estimator), *ESTIMATOR_KEYS}
     if "_module_state" in state or "module_" in state:
         allowed |= {*FITTED_COUNTS, *FITTED_REALS, *FITTED_CURVES, *FITTED_OTHERS}
         allowed |= {
             name for target in TARGETS.values() for name in target.fitted_attributes
         }
-        allowed |= set(STATE_KEYS if "_module_state" in state else LIVE_KEYS)
+        allowed |= set(
+            STATE_KEYS if "_module_state" in state else (*LIVE_KEYS, *LEGACY_KEYS)
+        )
     unknown = sorted(repr(key) for key in state if key not in allowed)
     if unknown:
         raise ValueError(
@@ -229,20 +221,29 @@ def check_random_state_parameter(random_state):
 
 
 def restore_fitted(estimator, state):
-    """Rebuild ``estimator``'s torch objects from the plain ``state``.
+    """The torch objects of ``estimator`` rebuilt from the plain ``state``.
 
     ``state`` holds the estimator's other attributes too; they are checked
-    against the network. The torch objects are set only once every check has
-    passed (the optimizer last, over the moved module); ``__setstate__``
-    empties the estimator if any fails.
+    against the network. Nothing is set here: the estimator sets what this
+    returns once every check has passed (``__setstate__`` empties it if any
+    fails).
 
     Parameters
     ----------
     estimator : BaseTorchMLP
         An estimator whose ``__dict__`` holds the parameters and fitted
-        attributes of ``state`` (less ``STATE_KEYS``).
+        attributes of ``state`` (less ``STATE_KEYS``), its parameters already
+        validated.
     state : dict
         What :func:`fitted_state` returned, with the other attributes.
+
+    Returns
+    -------
+    attributes : dict
+        ``module_`` (on the CPU), ``_target``, ``_history`` and ``_seed``.
+    solver_values : tuple or None
+        The checked solver state: pass it to :func:`rebuild_solver_state`
+        once the module is on its device.
 
     Raises
     ------
@@ -250,14 +251,7 @@ def restore_fitted(estimator, state):
         If a value is missing, of the wrong type, shape or dtype, or
         inconsistent with the others.
     """
-    missing = sorted(set(estimator._get_param_names()) - set(state))
-    if missing:
-        raise ValueError(f"the parameters {missing} are missing.")
-    try:
-        estimator._validate_params()
-        check_hidden_layer_sizes(estimator.hidden_layer_sizes)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid parameters: {exc}") from None
+    check_hidden_layer_sizes(estimator.hidden_layer_sizes)
     saved = {key: state.get(key) for key in STATE_KEYS}
     target_type = saved["_target_type"]
     if not isinstance(target_type, str) or target_type not in TARGETS:
@@ -277,19 +271,43 @@ def restore_fitted(estimator, state):
     seed = state.get("_seed")
     if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
         raise ValueError(f"invalid _seed {seed!r}.")
-    optimizer_entries = _check_optimizer_state(
-        saved["_optimizer_state"], estimator, module
+    solver_values = check_solver_state(saved["_optimizer_state"], estimator, module)
+    attributes = {
+        "module_": module,
+        "_target": target,
+        "_history": history,
+        "_seed": int(seed),
+    }
+    return attributes, solver_values
+
+
+def check_param_names(estimator, state):
+    """Raise ValueError if a parameter of ``estimator`` is missing in ``state``."""
+    missing = sorted(set(_param_names(estimator)) - set(state))
+    if missing:
+        raise ValueError(f"the parameters {missing} are missing.")
+
+
+def _param_names(estimator):
+    return [
+        name
+        for name in inspect.signature(type(estimator).__init__).parameters
+        if name != "self"
+    ]
+
+
+def _settings(estimator):
+    return SolverSettings(
+        **{
+            name: getattr(estimator, name)
+            for name in SolverSettings.__dataclass_fields__
+        }
     )
-    for key in STATE_KEYS:
-        vars(estimator).pop(key, None)
-    estimator.module_ = module
-    estimator._target = target
-    estimator._history = history
-    estimator._seed = int(seed)
-    estimator._move_to_available_device()
-    if optimizer_entries is not None:
-        with torch.inference_mode(False):
-            estimator._optimizer = _rebuild_optimizer(estimator, optimizer_entries)
+
+
+def _stacked_parameters(module):
+    """The module's parameters as a stack of one (the engine's layout)."""
+    return [p.detach()[None] for p in module.parameters()]
 
 
 def rebuild_module(saved):
@@ -480,66 +498,70 @@ def check_history(fields):
     )
 
 
-def _check_optimizer_state(saved, estimator, module):
+def check_solver_state(saved, estimator, module):
     """The checked learning rate and per-parameter entries, or None."""
     if saved is None:
         return None
-    solver = estimator._solver_spec
-    if not solver.stochastic:
+    solver = SOLVERS[estimator.solver]
+    params = _stacked_parameters(module)
+    names = solver.entry_names(params, _settings(estimator))
+    if not names:
         raise ValueError(f"solver={solver.name!r} keeps no optimizer state.")
     if not isinstance(saved, dict) or set(saved) != {"learning_rate", "parameters"}:
         raise ValueError("the optimizer state needs learning_rate and parameters.")
     learning_rate = saved["learning_rate"]
     if not _is_real(learning_rate) or not 0 < learning_rate < math.inf:
         raise ValueError(f"invalid optimizer learning_rate {learning_rate!r}.")
-    return float(learning_rate), _check_parameter_states(
-        saved["parameters"], estimator, module
-    )
-
-
-def _check_parameter_states(entries, estimator, module):
-    solver = estimator._solver_spec
-    # The parameters in the solver's order (AdamW: weights, then biases); an
-    # optimizer without state allocates nothing.
-    probe = [
-        p
-        for group in solver.optimizer(estimator, module).param_groups
-        for p in group["params"]
-    ]
-    if not isinstance(entries, list) or len(entries) != len(probe):
+    entries = saved["parameters"]
+    if not isinstance(entries, list) or len(entries) != len(params):
         raise ValueError(
-            f"the optimizer state must list {len(probe)} parameters' states."
+            f"the optimizer state must list {len(params)} parameters' states."
         )
-    dtype = np.dtype(str(probe[0].dtype).removeprefix("torch."))
-    checked = []
-    for index, (entry, parameter) in enumerate(zip(entries, probe, strict=True)):
+    order = solver.parameter_order(len(params))
+    dtype = np.dtype(str(params[0].dtype).removeprefix("torch."))
+    for index, entry in zip(order, entries, strict=True):
         if entry is None:
-            checked.append(None)
             continue
-        if not isinstance(entry, dict) or set(entry) != set(solver.state_entries):
+        if not isinstance(entry, dict) or set(entry) != names:
             raise ValueError(
                 f"the optimizer state of parameter {index} must have the entries "
-                f"{sorted(solver.state_entries)}."
+                f"{sorted(names)}."
             )
-        for name, kind in solver.state_entries.items():
-            value = entry[name]
+        for name, value in entry.items():
             where = f"optimizer state {name!r} of parameter {index}"
-            if kind == "count":
+            if name == "step":
                 # Adam divides by 1 - beta ** step: the step is at least 1.
                 if not _is_int(value) or not 1 <= value < 2**53:
                     raise ValueError(f"{where} must be a positive integer.")
             else:
-                _check_array(
-                    value, parameter.shape, dtype, where, kind == "nonnegative"
-                )
-        checked.append(entry)
-    return checked
+                shape = params[index].shape[1:]
+                _check_array(value, shape, dtype, where, name in solver.nonnegative)
+    return float(learning_rate), entries
+
+
+def rebuild_solver_state(estimator, solver_values):
+    """The solver state of ``estimator``'s module from checked values.
+
+    Only tensors we made, each of its parameter's shape, dtype and device,
+    reach torch.
+    """
+    if solver_values is None:
+        return None
+    learning_rate, entries = solver_values
+    solver = SOLVERS[estimator.solver]
+    with torch.inference_mode(False):
+        return solver.import_state(
+            entries,
+            _stacked_parameters(estimator.module_),
+            _settings(estimator),
+            learning_rate,
+        )
 
 
 def check_optimizer_tensors(module, optimizer_state):
     """Raise ValueError unless each tensor of a torch optimizer ``state_dict``
-    is its parameter's shape and dtype (a step count: one value): a 0-d
-    moment makes torch's kernels read out of bounds."""
+    (an older pickle's) is its parameter's shape and dtype (a step count:
+    one value): a 0-d moment makes torch's kernels read out of bounds."""
     if optimizer_state is None:
         return
     parameters = list(module.parameters())
@@ -565,33 +587,34 @@ def check_optimizer_tensors(module, optimizer_state):
                 )
 
 
-def _rebuild_optimizer(estimator, checked):
-    """A new optimizer of the estimator's solver, given the checked state.
-
-    The parameter groups (betas, momentum, ...) are the estimator's own, with
-    the saved learning rate; only tensors we made, each of its parameter's
-    shape, dtype and device, reach torch.
-    """
-    learning_rate, entries = checked
-    optimizer = estimator._make_optimizer()
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    kinds = estimator._solver_spec.state_entries
-    state = {}
-    for index, (entry, parameter) in enumerate(zip(entries, parameters, strict=True)):
-        if entry is None:
+def solver_state_from_torch(estimator, optimizer_state):
+    """The solver state of an older pickle's torch optimizer ``state_dict``
+    (whose parameters are in the solver's saved order), checked."""
+    check_optimizer_tensors(estimator.module_, optimizer_state)
+    if optimizer_state is None:
+        return None
+    n_params = len(list(estimator.module_.parameters()))
+    entries = []
+    for index in range(n_params):
+        values = optimizer_state["state"].get(index)
+        if not values:
+            entries.append(None)
             continue
-        state[index] = {
-            name: torch.tensor(float(value), dtype=torch.float32)
-            if kinds[name] == "count"
-            else torch.tensor(value, device=parameter.device)
-            for name, value in entry.items()
-        }
-    optimizer.load_state_dict(
-        {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+        entries.append(
+            {
+                name: int(value.item()) if name == "step" else value.cpu().numpy()
+                for name, value in values.items()
+                if value is not None
+            }
+        )
+    groups = optimizer_state.get("param_groups") or [{}]
+    learning_rate = groups[0].get("lr", estimator.learning_rate_init)
+    checked = check_solver_state(
+        {"learning_rate": learning_rate, "parameters": entries},
+        estimator,
+        estimator.module_,
     )
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate
-    return optimizer
+    return rebuild_solver_state(estimator, checked)
 
 
 def _is_int(value):

@@ -87,6 +87,12 @@ class Target:
         """The labels the early-stopping split stratifies on, or None."""
         return None
 
+    def onnx_head(self, graph, logits, *outputs):
+        """Write the ONNX nodes computing the operator's ``outputs`` (predict's
+        labels and predict_proba's probabilities, or the predictions) from
+        ``logits`` (see :class:`skorchlite._skl2onnx._Graph`)."""
+        raise NotImplementedError(f"the {self.name} target has no ONNX head")
+
 
 # ------------------------------------------------------------- classification
 
@@ -223,6 +229,16 @@ class BinaryTarget(_Classification):
         # sigmoid(-z) rather than 1 - sigmoid(z), like proba.
         return torch.cat([torch.sigmoid(-outputs), torch.sigmoid(outputs)], dim=-1)
 
+    def onnx_head(self, graph, logits, label, probabilities):
+        # [sigmoid(-z), sigmoid(z)], as predict_proba computes it.
+        negative = graph.node("Sigmoid", [graph.node("Neg", [logits])])
+        positive = graph.node("Sigmoid", [logits])
+        graph.node("Concat", [negative, positive], probabilities, axis=1)
+        index = graph.node(
+            "Reshape", [graph.is_positive(logits), graph.int64_constant([-1])]
+        )
+        graph.labels(index, label)
+
     def decision(self, outputs):
         return outputs[:, 0]
 
@@ -267,6 +283,10 @@ class MulticlassTarget(_Classification):
     def correct(self, outputs, y):
         return outputs.argmax(dim=-1) == y
 
+    def onnx_head(self, graph, logits, label, probabilities):
+        graph.node("Softmax", [logits], probabilities, axis=1)
+        graph.labels(graph.node("ArgMax", [logits], axis=1, keepdims=0), label)
+
     def predict(self, outputs):
         return self.classes[outputs.argmax(axis=1)]
 
@@ -297,6 +317,10 @@ class MultilabelTarget(_Classification):
 
     def proba(self, outputs):
         return expit(outputs)
+
+    def onnx_head(self, graph, logits, label, probabilities):
+        graph.node("Sigmoid", [logits], probabilities)
+        graph.node("Identity", [graph.is_positive(logits)], label)
 
     def class_weights(self, class_weight, y, sample_weight):
         check_class_weight_values(class_weight)
@@ -413,6 +437,10 @@ class ContinuousTarget(Target):
 
     def head(self, outputs):
         return torch.exp(outputs) if self.loss == "poisson" else outputs
+
+    def onnx_head(self, graph, logits, predictions):
+        link = "Exp" if self.loss == "poisson" else "Identity"
+        graph.node(link, [logits], predictions)
 
     def validation_score(self, outputs, y, w):
         """R² (uniform average over the outputs), as MLPRegressor's ``score``."""

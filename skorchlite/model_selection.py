@@ -5,7 +5,7 @@
 are sklearn's searches for :class:`~skorchlite.TorchMLPClassifier` and
 :class:`~skorchlite.TorchMLPRegressor` (alone or at the end of a ``Pipeline``):
 the (candidate, fold) models that share a training-loop shape are stacked into
-batched tensors (:mod:`skorchlite._batched`) and one step of the loop advances
+batched tensors (:mod:`skorchlite._engine.batched`) and one step of the loop advances
 all of them.
 """
 
@@ -14,11 +14,13 @@ import inspect
 import time
 import warnings
 from collections import defaultdict
+from dataclasses import replace
 from numbers import Integral
 
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import _fit_context, clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import (
     GridSearchCV,
@@ -39,12 +41,12 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples, indexable
 
-from ._base import BaseTorchMLP, _seed_from
-from ._batched import BatchedGroup, BatchedJob, train_groups
+from ._base import BaseTorchMLP, _seed_from, has_callbacks, prepare_fit, publish_fit
 from ._classifier import TorchMLPClassifier
-from ._mlp import ACTIVATIONS, linear_layers
+from ._engine.batched import BatchedGroup, BatchedJob, stack_error, train_groups
+from ._engine.network import linear_layers
 from ._regressor import TorchMLPRegressor
-from ._solvers import SOLVERS
+from ._warnings import warn_at_caller
 
 
 class _BatchedSearchMixin(BaseSearchCV):
@@ -245,42 +247,27 @@ class _BatchedSearchMixin(BaseSearchCV):
             candidate.steps = [*steps, candidate.steps[-1]]
             data_key += (number,)
         try:
-            estimator._validate_params()
-        except InvalidParameterError:
-            return "invalid parameters (the ordinary fit reports them)"
-        try:
-            # The prelude of the estimator's own first fit, up to its fit plan.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                X_train, y_train = estimator._validate_fit_data(
-                    X_train, y_train, True, None
-                )
-            weights = estimator._training_weights(X_train, y_train, sample_weight)
-            estimator._initialize(X_train, estimator._hidden_layer_sizes())
+            # The prelude of the estimator's own first fit, up to its spec.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the ordinary fit would warn
-                plan = estimator._fit_plan(
-                    X_train, y_train, weights, False, estimator._seed
-                )
+                spec = prepare_fit(estimator, X_train, y_train, sample_weight)
+        except InvalidParameterError:
+            return "invalid parameters (the ordinary fit reports them)"
         except (ValueError, TypeError) as exc:
             # Data the estimator's fit refuses: the ordinary fit raises (or
             # scores) the error, as sklearn's searches do.
             message = str(exc).split("\n")[0][:120]
             return f"its fit raises {type(exc).__name__}: {message}"
-        if plan.data.is_sparse:
-            return "sparse X"
-        device, dtype = estimator._module_placement()
-        if estimator.dropout and device.type != "cpu":
-            # Its fit draws the masks from the device's generator.
-            return f"dropout > 0 on {device.type}"
         # Models on the same rows share them in the stacked tensors.
-        key = (*data_key, dtype, device)
-        if plan.validation is not None:
-            key += (estimator._seed, estimator.validation_fraction)
-        data = caches["data"].setdefault(key, plan.data)
-        weights = plan.data.sample_weight
-        validation = plan.validation
-        job = BatchedJob(estimator, key, data.X, data.y, weights, validation)
+        key = (*data_key, spec.data.dtype, spec.data.device)
+        if spec.validation is not None:
+            key += (spec.seed, estimator.validation_fraction)
+        data = caches["data"].setdefault(key, spec.data)
+        job = BatchedJob(estimator.module_, replace(spec, data=data), key)
+        reason = stack_error(job)
+        if reason is not None:
+            return reason
+        job.estimator = estimator
         job.task = (c, s)
         job.scored = candidate
         job.prepare_time = time.perf_counter() - started
@@ -292,13 +279,13 @@ class _BatchedSearchMixin(BaseSearchCV):
         per_model = seconds / len(members)
         failed = []
         for index, job in members:
+            job.error = publish_fit(job.estimator, job.outcome)
             if job.error is not None and self.error_score == "raise":
                 failed.append(index)  # the ordinary fit raises the real error
                 continue
-            if job.diverged is not None:
-                job.estimator._warn_diverged(job.diverged)
-            elif job.error is None and not job.converged:
-                job.estimator._warn_max_iter_reached()
+            if job.error is None:
+                for message in job.outcome.warnings:
+                    warn_at_caller(message, ConvergenceWarning)
             out[index] = self._score_job(job, context, per_model)
         return failed
 
@@ -804,14 +791,7 @@ def _fallback_reason(candidate, estimator, final_name, params, context):
     extra = sorted(set(context.routed.estimator.fit) - allowed)
     if extra:
         return f"fit parameters {', '.join(extra)} (only {allowed.pop()} batches)"
-    solver, activation = estimator.solver, estimator.activation
-    spec = SOLVERS.get(solver) if isinstance(solver, str) else None
-    if spec is None or spec.stacked_update is None:
-        return f"solver={solver!r} has no stacked update"
-    spec = ACTIVATIONS.get(activation) if isinstance(activation, str) else None
-    if spec is None or not spec.closed_form:
-        return f"activation={activation!r} has no closed-form gradient"
-    if getattr(estimator, "_skl_callbacks", None):
+    if has_callbacks(estimator):
         return "the estimator has sklearn callbacks"
     if final_name is None and sp.issparse(context.X):
         return "sparse X"
@@ -876,14 +856,11 @@ def _split_by_width(members):
     """Split a large group into runs of similar widths (powers of 2) and sizes."""
 
     def widths(job):
-        return [
-            layer.out_features for layer in linear_layers(job.estimator.module_)[:-1]
-        ]
+        return [layer.out_features for layer in linear_layers(job.module)[:-1]]
 
     def activations(group):
         widest = [max(w) for w in zip(*(widths(job) for _, job in group), strict=True)]
-        job = group[0][1]
-        return len(group) * job.estimator._batch_size(job.X.shape[0]) * sum(widest)
+        return len(group) * group[0][1].spec.batch_size * sum(widest)
 
     if activations(members) <= PAD_ALL_MAX_ACTIVATIONS:
         return [members]
@@ -901,22 +878,22 @@ def _split_by_width(members):
 
 def _group_key(job):
     """Models with the same key run the same loop: they train together."""
-    estimator = job.estimator
-    n_samples = job.X.shape[0]
-    batch_size = estimator._batch_size(n_samples)
+    spec, estimator = job.spec, job.estimator
+    n_samples = spec.data.n_samples
+    target = spec.target
     return (
         # Training sets of different sizes share a run if they give the same
         # batches (all full but the last).
-        batch_size,
-        -(-n_samples // batch_size),
-        job.X.shape[1],
-        job.X.dtype,
-        str(job.X.device),
+        spec.batch_size,
+        -(-n_samples // spec.batch_size),
+        spec.data.X.shape[1],
+        spec.data.dtype,
+        str(spec.data.device),
         estimator.solver,
         estimator.activation,
         estimator.n_layers_,
-        bool(estimator.shuffle),
-        estimator._target.name,
-        estimator._target.out_activation,
-        estimator.n_outputs_,
+        spec.shuffle,
+        target.name,
+        target.out_activation,
+        target.n_outputs,
     )

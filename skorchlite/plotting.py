@@ -14,7 +14,7 @@ from sklearn.inspection import DecisionBoundaryDisplay
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ._solvers import SOLVERS
+from ._engine.solvers import SOLVERS
 
 # The first two of scikit-learn's default (Petroff) multiclass colors, so that
 # binary and multiclass plots share a palette.
@@ -127,11 +127,16 @@ class LossCurveDisplay:
         # estimators, such as LogisticRegression, have an lbfgs solver too).
         solver = SOLVERS.get(getattr(estimator, "solver", None))
         is_mlp = hasattr(estimator, "hidden_layer_sizes")
-        if is_mlp and solver is not None and not solver.stochastic:
+        if is_mlp and solver is not None and solver.loss_curve_error() is not None:
+            recording = [
+                repr(name)
+                for name, entry in SOLVERS.items()
+                if entry.loss_curve_error() is None
+            ]
             raise ValueError(
                 f"This {estimator_name} has no loss curve to plot: loss_curve_ is "
-                "only recorded by the stochastic solvers ('adam', 'adamw', "
-                f"'sgd'), not by solver={solver.name!r}."
+                f"only recorded by the solvers {', '.join(recording)}, not by "
+                f"solver={solver.name!r}."
             )
         if not loss_curve:
             raise ValueError(

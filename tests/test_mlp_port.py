@@ -144,7 +144,9 @@ def test_lbfgs_stops_where_mlpclassifier_stops(target, stop, converged):
     )
     ours = ours_class(**params, **stop).fit(X, y)
     theirs = their_class(**params, **stop).fit(X, y)
-    theirs.coefs_, theirs.intercepts_ = ours.coefs_, ours.intercepts_
+    # Copies: ours are views of our module, which our next fit updates.
+    theirs.coefs_ = [c.copy() for c in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
 
     ours_warnings = _fit_and_convergence_warnings(ours, X, y)
     theirs_warnings = _fit_and_convergence_warnings(theirs, X, y)

@@ -1,83 +1,14 @@
-"""The activation registry, and the network built from MLP parameters."""
+"""The network built from the MLP parameters, and its dropout layer."""
 
 import contextlib
 import itertools
 import math
-from dataclasses import dataclass
 from numbers import Integral
 
 import torch
 from torch import nn
 
-
-def _identity_derivative(delta, activation):
-    return delta
-
-
-def _relu_derivative(delta, activation):
-    # The kernel autograd uses for ReLU: ~10x faster here than multiplying by
-    # the boolean mask ``activation > 0``.
-    return torch.ops.aten.threshold_backward(delta, activation, 0)
-
-
-def _tanh_derivative(delta, activation):
-    return delta.mul_(1 - activation.square())
-
-
-def _logistic_derivative(delta, activation):
-    return delta.mul_(activation * (1 - activation))
-
-
-@dataclass(frozen=True)
-class Activation:
-    """One hidden activation: its module, initialization and derivative.
-
-    Attributes
-    ----------
-    name : str
-        The ``activation`` parameter's value.
-    module : type
-        The ``torch.nn`` module class.
-    init_factor : float
-        Glorot's factor of the initial weights' range (MLPClassifier: 2 for
-        the logistic, 6 otherwise).
-    function, derivative : callable or None
-        The closed form, for :mod:`skorchlite._backprop` and the batched
-        search: ``function`` applied in place to the fresh pre-activation,
-        ``derivative(delta, activation)`` written with its output (in place
-        where cheaper). None where autograd computes the gradient.
-    """
-
-    name: str
-    module: type
-    init_factor: float = 6.0
-    function: object = None
-    derivative: object = None
-
-    @property
-    def closed_form(self):
-        return self.derivative is not None
-
-
-ACTIVATIONS = {
-    activation.name: activation
-    for activation in (
-        Activation("identity", nn.Identity, 6.0, lambda x: x, _identity_derivative),
-        Activation("logistic", nn.Sigmoid, 2.0, torch.sigmoid_, _logistic_derivative),
-        Activation("tanh", nn.Tanh, 6.0, torch.tanh_, _tanh_derivative),
-        Activation("relu", nn.ReLU, 6.0, torch.relu_, _relu_derivative),
-        Activation("gelu", nn.GELU),
-        Activation("silu", nn.SiLU),
-        Activation("leaky_relu", nn.LeakyReLU),
-        Activation("elu", nn.ELU),
-    )
-}
-_BY_MODULE = {activation.module: activation for activation in ACTIVATIONS.values()}
-
-
-def activation_of(layer):
-    """The :class:`Activation` of a module, or None if it is not one of ours."""
-    return _BY_MODULE.get(type(layer))
+from .activations import ACTIVATIONS
 
 
 class Dropout(nn.Dropout):

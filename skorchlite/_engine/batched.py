@@ -1,0 +1,241 @@
+"""Train many MLPs of one shape at once, as one stack.
+
+Every model of a :class:`BatchedGroup` has the same depth, activation, solver
+and batches per epoch, so one step of the loop (:mod:`skorchlite._engine.loop`,
+the single fit's own) advances all of them: each layer's weights are an
+``(M, out, in)`` tensor, hidden widths zero-padded to the widest, and the
+solver's update runs once per run of models sharing their hyper-parameters.
+Each model reproduces what its own fit computes (same initial weights, batch
+order, dropout masks, loss curve and stopping rule), up to floating-point
+rounding.
+
+Padded units stay exactly zero: their incoming weights and biases get zero
+gradients, and so do their outgoing weights unless the activation of 0 is not
+0 (the logistic), where the gradient is masked. Training sets of different
+sizes that give the same batches (the folds of most data sets) are
+zero-padded to the largest, their padded rows weighing 0.
+"""
+
+import dataclasses
+import itertools
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import torch
+
+from .._device import cpu_threads_for, torch_threads
+from .data import StackedData
+from .loop import History, StackTraining
+from .network import linear_layers
+from .stack import DropoutMasks, MLPStack
+
+# Stacked steps with at least this many hidden activations use torch's threads.
+PARALLEL_MIN_ACTIVATIONS = 2**15
+
+
+@dataclass
+class BatchedJob:
+    """One model to train: its initialized module and its fit's specification.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The model's network, with its initial weights; it gets the trained
+        weights only through :attr:`outcome` (``outcome.final``).
+    spec : skorchlite._engine.spec.FitSpec
+    data_key : hashable
+        Jobs with the same key train on the same rows.
+    outcome : skorchlite._engine.loop.Outcome or None
+        Set by :meth:`BatchedGroup.run`, with ``outcome.history``.
+    """
+
+    module: object
+    spec: object
+    data_key: object
+    outcome: object = None
+
+
+def stack_error(job):
+    """Why ``job`` cannot train in a stack, or None."""
+    reason = job.spec.solver.stack_error()
+    if reason is not None:
+        return reason
+    if MLPStack.of_module(job.module) is None:
+        return "its module_ is not an MLP of the registry's layers"
+    if job.spec.data.is_sparse:
+        return "sparse X"
+    return None
+
+
+def train_groups(groups):
+    """Train every :class:`BatchedGroup`, several at once on a multi-core CPU.
+
+    A stacked step of small networks is a few dozen short operators, too short
+    for torch's threads to share well, so CPU groups rather train side by side,
+    each on one torch thread, in as many Python threads as torch has CPU
+    threads (torch releases the GIL inside its operators). The costliest
+    groups start first. Other devices train one group after the other.
+
+    If a group fails or the user interrupts (Ctrl-C), the other groups stop at
+    the end of their current epoch and the error is raised.
+    """
+    on_cpu = [group for group in groups if group.device.type == "cpu"]
+    n_workers = min(len(on_cpu), torch.get_num_threads())
+    for group in groups:
+        if group not in on_cpu or n_workers <= 1:
+            group.run()
+    if n_workers <= 1:
+        return
+    on_cpu.sort(key=BatchedGroup.cost, reverse=True)
+    cancel = threading.Event()
+    with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
+        try:
+            futures = [pool.submit(group.train, cancel) for group in on_cpu]
+            for future in wait(futures, return_when=FIRST_EXCEPTION).done:
+                future.result()  # raises a group's error
+        except BaseException:
+            cancel.set()
+            raise
+
+
+def _sizes(module):
+    return [layer.out_features for layer in linear_layers(module)]
+
+
+class BatchedGroup:
+    """Train ``jobs`` (models of one loop shape) together.
+
+    Parameters
+    ----------
+    jobs : list of BatchedJob
+        Same solver, activation, depth, batch size, number of batches per
+        epoch, shuffle, target, dtype and device; everything else may differ.
+        None of them has a :func:`stack_error`.
+    """
+
+    def __init__(self, jobs):
+        # Models sharing their hyper-parameters side by side: the solver
+        # updates each run of them in one call.
+        self.jobs = sorted(jobs, key=lambda job: dataclasses.astuple(job.spec.settings))
+        first = self.jobs[0].spec
+        self.solver = first.solver
+        self.device = first.data.device
+        self.dtype = first.data.dtype
+        self.batch_size = first.batch_size
+        self.n_rows = max(job.spec.data.n_samples for job in self.jobs)
+        self.n_features = first.data.X.shape[1]
+        self.widths = [
+            self.n_features,
+            *map(max, zip(*(_sizes(job.module) for job in self.jobs), strict=True)),
+        ]
+
+    def cost(self):
+        """A relative estimate of the group's training time."""
+        n_params = sum(
+            (fan_in + 1) * fan_out
+            for fan_in, fan_out in itertools.pairwise(self.widths)
+        )
+        return len(self.jobs) * self.n_rows * n_params
+
+    def run(self):
+        """Train every job, setting its outcome.
+
+        On the CPU the loop runs on one torch thread while a step is small (a
+        step of a single fit, or a few models' worth of hidden activations):
+        threads then cost more in synchronization than they save, and extra
+        threads on busy cores slow every small op down by orders of magnitude
+        (the user guide's *Performance and CPU threads* page). Larger stacked
+        steps use torch's threads.
+        """
+        widest = max(
+            (job.module for job in self.jobs),
+            key=lambda module: sum(p.numel() for p in module.parameters()),
+        )
+        threads = cpu_threads_for(widest, self.batch_size, backward=True)
+        activations = len(self.jobs) * self.batch_size * sum(self.widths[1:-1])
+        if activations >= PARALLEL_MIN_ACTIVATIONS:
+            threads = torch.get_num_threads()
+        with torch_threads(threads):
+            self.train()
+
+    def train(self, cancel=None):
+        """Train on the current torch threads; ``seconds`` records how long.
+
+        Stops, leaving the outcomes unfinished, when the ``cancel`` event (a
+        ``threading.Event``) is set.
+        """
+        started = time.perf_counter()
+        specs = [job.spec for job in self.jobs]
+        stack = self._stack()
+        data = StackedData(
+            [spec.data for spec in specs],
+            [job.data_key for job in self.jobs],
+            self.batch_size,
+        )
+        validation = None
+        if any(spec.validation is not None for spec in specs):
+            fallback = next(s.validation for s in specs if s.validation is not None)
+            validation = StackedData(
+                [fallback if s.validation is None else s.validation for s in specs],
+                list(range(len(specs))),
+                self.batch_size,
+            )
+        histories = [History() for _ in specs]
+        state = self.solver.new_state(stack.params, [spec.settings for spec in specs])
+        with torch.no_grad():
+            outcomes = StackTraining(
+                self.solver, stack, data, validation, specs, histories, state
+            ).run(cancel)
+        for job, outcome, history in zip(self.jobs, outcomes, histories, strict=True):
+            outcome.history = history
+            if outcome.final is not None:  # unpad
+                outcome.final = [
+                    final[tuple(slice(0, n) for n in p.shape)]
+                    for final, p in zip(
+                        outcome.final, job.module.parameters(), strict=True
+                    )
+                ]
+            job.outcome = outcome
+        self.seconds = time.perf_counter() - started
+
+    def _stack(self):
+        """The jobs' initial weights as one zero-padded stack."""
+        M, widths = len(self.jobs), self.widths
+        params, real = [], []
+        for fan_in, fan_out in itertools.pairwise(widths):
+            for shape in ((fan_out, fan_in), (fan_out,)):
+                params.append(
+                    torch.zeros(M, *shape, dtype=self.dtype, device=self.device)
+                )
+                real.append(torch.zeros_like(params[-1]))
+        with torch.no_grad():
+            for m, job in enumerate(self.jobs):
+                for stacked, mask, p in zip(
+                    params, real, job.module.parameters(), strict=True
+                ):
+                    place = (m, *(slice(0, n) for n in p.shape))
+                    stacked[place] = p.detach()
+                    mask[place] = 1.0
+        activation = MLPStack.of_module(self.jobs[0].module).activation
+        # The outgoing weights of padded units only get a gradient when the
+        # activation of 0 is not 0; mask them then.
+        grad_mask = None
+        padded = any(bool((mask == 0).any()) for mask in real)
+        if padded and activation is not None:
+            zero = activation.forward(torch.zeros(1, dtype=self.dtype))
+            if zero.item() != 0:
+                grad_mask = real
+        dropout = None
+        specs = [job.spec for job in self.jobs]
+        if any(spec.dropout for spec in specs):
+            dropout = DropoutMasks(
+                [spec.dropout for spec in specs],
+                [spec.seed for spec in specs],
+                [_sizes(job.module)[:-1] for job in self.jobs],
+                [spec.data.n_samples for spec in specs],
+                self.batch_size,
+                self.device,
+            )
+        return MLPStack(params, activation, dropout, grad_mask)
