@@ -253,6 +253,12 @@ class Solver:
     def _kernel(self, params, grads, tensors, steps, options):
         raise NotImplementedError
 
+    def reference(self, params, settings):
+        """The torch optimizer this entry's update reproduces, on ``params``
+        (one model's, a list): what ``tests/test_conformance.py`` holds the
+        update to, step by step."""
+        raise NotImplementedError
+
     # ----------------------------------------------------- saved state
 
     def parameter_order(self, n_params):
@@ -347,6 +353,20 @@ class _AdamBase(Solver):
     def _decay_groups(self, n_params, alpha):
         return [(range(n_params), 0.0)]
 
+    def reference(self, params, settings):
+        groups = [
+            {"params": [params[i] for i in indices], "weight_decay": decay}
+            for indices, decay in self._decay_groups(len(params), settings.alpha)
+        ]
+        optimizer = torch.optim.AdamW if self.decoupled_decay else torch.optim.Adam
+        return optimizer(
+            groups,
+            lr=settings.learning_rate_init,
+            betas=(settings.beta_1, settings.beta_2),
+            eps=settings.epsilon,
+            fused=params[0].device.type in _FUSED_DEVICES,
+        )
+
 
 class Adam(_AdamBase):
     name = "adam"
@@ -397,6 +417,14 @@ class SGD(Solver):
                 (s.momentum, bool(s.nesterovs_momentum and s.momentum > 0))
                 for s in settings
             ],
+        )
+
+    def reference(self, params, settings):
+        return torch.optim.SGD(
+            params,
+            lr=settings.learning_rate_init,
+            momentum=settings.momentum,
+            nesterov=bool(settings.nesterovs_momentum and settings.momentum > 0),
         )
 
     def _kernel(self, params, grads, tensors, steps, options):
