@@ -262,7 +262,9 @@ class _BatchedSearchMixin(BaseSearchCV):
         key = (*data_key, spec.data.dtype, spec.data.device)
         if spec.validation is not None:
             key += (spec.seed, estimator.validation_fraction)
-        data = caches["data"].setdefault(key, spec.data)
+        # One copy of the rows; each model keeps its own weights.
+        shared = caches["data"].setdefault(key, spec.data)
+        data = replace(shared, sample_weight=spec.data.sample_weight)
         job = BatchedJob(estimator.module_, replace(spec, data=data), key)
         reason = stack_error(job)
         if reason is not None:

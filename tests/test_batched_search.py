@@ -27,9 +27,9 @@ from skorchlite import (
     TorchMLPClassifier,
     TorchMLPRegressor,
 )
-from skorchlite._batched import BatchedGroup
+from skorchlite._engine.loop import StackTraining
 from skorchlite._device import torch_threads
-from skorchlite._training import TrainingDivergedError
+from skorchlite._engine.loop import TrainingDivergedError
 
 BASE = {"max_iter": 15, "random_state": 0, "batch_size": 32}
 
@@ -234,7 +234,6 @@ def test_unsupported_candidates_fall_back_to_ordinary_fits(moons):
     X, y = moons
     grid = [
         {"solver": ["lbfgs"], "max_iter": [20]},
-        {"activation": ["gelu"]},
         {"learning_rate_init": [0.01]},
     ]
     plain, batched = both(
@@ -328,15 +327,15 @@ def test_an_interrupted_search_stops_every_group(moons, monkeypatch):
     # it at their next epoch, instead of letting them run to max_iter.
     X, y = moons
     relu_epochs = []
-    epoch = BatchedGroup._epoch
+    epoch = StackTraining._epoch
 
-    def interrupted_epoch(self, step, permutations):
-        if self.jobs[0].estimator.activation == "tanh":
+    def interrupted_epoch(self):
+        if self.stack.activation.name == "tanh":
             raise KeyboardInterrupt
-        relu_epochs.append(step)
-        return epoch(self, step, permutations)
+        relu_epochs.append(1)
+        return epoch(self)
 
-    monkeypatch.setattr(BatchedGroup, "_epoch", interrupted_epoch)
+    monkeypatch.setattr(StackTraining, "_epoch", interrupted_epoch)
     estimator = TorchMLPClassifier(
         max_iter=100_000, n_iter_no_change=100_000, tol=0.0, random_state=0
     )
@@ -429,7 +428,7 @@ def test_verbose_says_which_candidates_fell_back_and_why(moons, capsys):
     X, y = moons
     grid = [
         {"solver": ["lbfgs"], "max_iter": [5, 10]},
-        {"activation": ["gelu"]},
+        {"random_state": [None]},
         {"learning_rate_init": [0.01, 0.05]},
     ]
     estimator = TorchMLPClassifier(hidden_layer_sizes=(5,), **BASE)
@@ -444,17 +443,16 @@ def test_verbose_says_which_candidates_fell_back_and_why(moons, capsys):
         in lines
     )
     assert (
-        "Ordinary fits (2) of candidates 2: activation='gelu' has no closed-form "
-        "gradient" in lines
+        "Ordinary fits (2) of candidates 2: random_state is not an int" in lines
     )
 
 
 def test_a_bug_in_the_batched_path_raises(moons, monkeypatch):
     # Not swallowed into ordinary fits.
-    def broken_epoch(self, step, permutations):
+    def broken_epoch(self):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(BatchedGroup, "_epoch", broken_epoch)
+    monkeypatch.setattr(StackTraining, "_epoch", broken_epoch)
     search = BatchedGridSearchCV(
         TorchMLPClassifier(**BASE), {"alpha": [1e-4, 1e-2]}, cv=2
     )

@@ -294,10 +294,8 @@ class StackTraining:
             StoppingRule(h, sch, tol=spec.tol, n_iter_no_change=spec.n_iter_no_change)
             for spec, h, sch in zip(specs, histories, self.schedules, strict=True)
         ]
-        self.l2 = _per_model([solver.l2(spec.settings) for spec in specs], 0.0)
-        self.max_norm = None
-        if any(spec.max_grad_norm is not None for spec in specs):
-            self.max_norm = _per_model([s.max_grad_norm for s in specs], math.inf)
+        self._l2 = [solver.l2(spec.settings) for spec in specs]
+        self._max_norm = [spec.max_grad_norm for spec in specs]
         # Models with the same seed and training-set size shuffle alike.
         self.generators = {}
         for spec, n in zip(specs, data.n_samples, strict=True):
@@ -356,14 +354,23 @@ class StackTraining:
 
     def _epoch(self):
         """One pass of every model over its rows: each model's mean loss."""
-        stack, solver, state, l2 = self.stack, self.solver, self.state, self.l2
-        data = self.data
+        stack, solver, state, data = self.stack, self.solver, self.state, self.data
+        l2 = _per_model([self._l2[j] for j in self.alive], 0.0)
+        max_norm = None
+        if any(self._max_norm[j] is not None for j in self.alive):
+            max_norm = _per_model([self._max_norm[j] for j in self.alive], math.inf)
         permutations = None
         if self.specs[0].shuffle:
-            permutations = [
-                torch.randperm(n, generator=self.generators[self.specs[j].seed, n])
+            # One draw per generator: models sharing it shuffle alike.
+            keys = [
+                (self.specs[j].seed, n)
                 for j, n in zip(self.alive, data.n_samples, strict=True)
             ]
+            drawn = {
+                key: torch.randperm(key[1], generator=self.generators[key])
+                for key in dict.fromkeys(keys)
+            }
+            permutations = [drawn[key] for key in keys]
         weighted = torch.tensor(data.weighted)
         any_weighted = bool(weighted.any())
         total, n_batches = 0.0, 0
@@ -377,7 +384,7 @@ class StackTraining:
                 loss = torch.where(weighted.to(loss.device), with_penalty, loss)
             if l2:
                 add_penalty_gradient(stack, grads, l2, weight_sum)
-            clip_gradients(grads, self.max_norm)
+            clip_gradients(grads, max_norm)
             solver.update(state, stack.params, grads)
             total = total + loss * n_real
             n_batches += 1
