@@ -293,10 +293,8 @@ def param_devices(estimator):
 
 
 def optimizer_devices(estimator):
-    state = estimator._optimizer.state.values()
-    return devices_of(
-        value for entry in state for value in entry.values() if torch.is_tensor(value)
-    )
+    tensors = estimator._solver_state.tensors.values()
+    return devices_of(tensor for entry in tensors for tensor in entry)
 
 
 def expect(condition, message):
@@ -648,7 +646,7 @@ def _continues(original, loaded, X, y, what):
     expect(d < 1e-6, f"{what}: partial_fit after loading: loss differs by {d:.2g}")
     kind = param_devices(original)
     expect(param_devices(loaded) == kind, f"{what}: trained on {param_devices(loaded)}")
-    if hasattr(loaded, "_optimizer"):
+    if getattr(loaded, "_solver_state", None) is not None:
         expect(optimizer_devices(loaded) == kind, f"{what}: Adam state elsewhere")
 
 

@@ -27,9 +27,8 @@ from skorchlite import (
     TorchMLPClassifier,
     TorchMLPRegressor,
 )
-from skorchlite._engine.loop import StackTraining
 from skorchlite._device import torch_threads
-from skorchlite._engine.loop import TrainingDivergedError
+from skorchlite._engine.loop import StackTraining, TrainingDivergedError
 
 BASE = {"max_iter": 15, "random_state": 0, "batch_size": 32}
 
@@ -442,9 +441,7 @@ def test_verbose_says_which_candidates_fell_back_and_why(moons, capsys):
         "Ordinary fits (4) of candidates 0, 1: solver='lbfgs' has no stacked update"
         in lines
     )
-    assert (
-        "Ordinary fits (2) of candidates 2: random_state is not an int" in lines
-    )
+    assert "Ordinary fits (2) of candidates 2: random_state is not an int" in lines
 
 
 def test_a_bug_in_the_batched_path_raises(moons, monkeypatch):

@@ -27,7 +27,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skorchlite import TorchMLPClassifier
-from skorchlite._mlp import Dropout
+from skorchlite._engine import loop
+from skorchlite._engine.loop import StackTraining
+from skorchlite._engine.network import Dropout
+from skorchlite._engine.solvers import SOLVERS
+from skorchlite._engine.spec import SolverSettings
 
 # ------------------------------------------------------------- parameters
 
@@ -439,7 +443,7 @@ def test_early_stopping_restores_best_weights(early_stopped):
     assert clf.score(X_val, y_val) == pytest.approx(clf.best_validation_score_)
 
 
-def test_early_stopping_ties_keep_the_latest_best_epoch():
+def test_early_stopping_ties_keep_the_latest_best_epoch(monkeypatch):
     # Validation accuracy on 12 rows ties often: here epochs 4 to 12 share the
     # best score and the 8 after them are worse. The weights kept are those
     # of the latest best epoch, which has trained longest (MLPClassifier keeps
@@ -456,19 +460,17 @@ def test_early_stopping_ties_keep_the_latest_best_epoch():
         device="cpu",
     )
     states = []
+    real_scores = StackTraining._scores
 
-    def record_validation_pass(module, args, output):
-        # The validation pass runs the module in eval mode, once per epoch.
-        if module is clf.module_ and not module.training:
-            states.append({k: v.clone() for k, v in module.state_dict().items()})
+    def record_validation_pass(self):
+        # Once per epoch, on the weights the epoch reached.
+        states.append({k: v.clone() for k, v in clf.module_.state_dict().items()})
+        return real_scores(self)
 
-    hook = torch.nn.modules.module.register_module_forward_hook(record_validation_pass)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(X, y)
-    finally:
-        hook.remove()
+    monkeypatch.setattr(StackTraining, "_scores", record_validation_pass)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
     scores = np.array(clf.validation_scores_)
     assert len(states) == len(scores) == 20
     best_epochs = np.flatnonzero(scores == scores.max())
@@ -895,14 +897,14 @@ def test_pickle_round_trip_and_cpu_state(make_clf, moons):
     state = clf.__getstate__()
     # Plain arrays and values: no tensor, no torch object at all.
     assert not list(_all_tensors(state))
-    assert "module_" not in state and "_optimizer" not in state
+    assert "module_" not in state and "_solver_state" not in state
     assert all(isinstance(a, np.ndarray) for a in state["_module_state"]["arrays"])
     assert all(
         isinstance(entry["exp_avg"], np.ndarray) and isinstance(entry["step"], int)
         for entry in state["_optimizer_state"]["parameters"]
     )
     # Pickling leaves the live estimator whole.
-    assert isinstance(clf._optimizer, torch.optim.Optimizer)
+    assert clf._solver_state.step > 0
     restored = pickle.loads(pickle.dumps(clf))
     assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
     # The optimizer state travels too: both continue identically.
@@ -1123,9 +1125,12 @@ def test_solvers_learn(make_clf, fit_quietly, blobs, solver, optimizer):
     clf = fit_quietly(make_clf(solver=solver, learning_rate_init=lr, max_iter=30), X, y)
     assert clf.score(X, y) > 0.9
     if optimizer is not None:
-        # torch's optimizer, with its bookkeeping free of torch._dynamo.
-        assert issubclass(type(clf._optimizer), optimizer)
-        assert type(clf._optimizer).__name__ == optimizer.__name__
+        # The update is torch's optimizer (tests/test_engine_solvers.py).
+        settings = SolverSettings(
+            **{name: getattr(clf, name) for name in SolverSettings.__dataclass_fields__}
+        )
+        reference = SOLVERS[solver].reference(list(clf.module_.parameters()), settings)
+        assert type(reference) is optimizer
 
 
 def test_adamw_alpha_is_weight_decay(make_clf, fit_quietly, blobs):
@@ -1168,13 +1173,13 @@ def test_max_grad_norm_bounds_each_step(make_clf, fit_quietly, moons):
 def test_max_grad_norm_clips_every_step(make_clf, fit_quietly, moons, monkeypatch):
     X, y = moons
     calls = []
-    original = torch.nn.utils.clip_grad_norm_
+    original = loop.clip_gradients
 
-    def spy(parameters, max_norm, *args, **kwargs):
+    def spy(grads, max_norm):
         calls.append(max_norm)
-        return original(parameters, max_norm, *args, **kwargs)
+        return original(grads, max_norm)
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    monkeypatch.setattr(loop, "clip_gradients", spy)
     fit_quietly(make_clf(max_iter=3, batch_size=25, max_grad_norm=0.5), X, y)
     assert calls == [0.5] * 12  # 3 epochs of 4 batches
 

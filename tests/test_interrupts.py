@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.datasets import make_moons
-from torch import nn
 
 from skorchlite import TorchMLPClassifier
+from skorchlite._engine.stack import MLPStack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,7 @@ CHILD = """
 import signal, sys, time, warnings
 from sklearn.datasets import make_moons
 from skorchlite import TorchMLPClassifier
+from skorchlite._engine.stack import MLPStack
 
 # Ctrl-C raises KeyboardInterrupt, as in a terminal, even when this process
 # was started with SIGINT ignored (e.g. by a shell's background job).
@@ -130,15 +131,15 @@ def test_first_fits_interrupted_at_random_moments_then_fit_again(trials):
 
 
 def interrupt_after(n):
-    """A ``Sequential.forward`` that raises KeyboardInterrupt on its ``n``-th call."""
-    forward = nn.Sequential.forward
+    """A stack's ``forward`` that raises KeyboardInterrupt on its ``n``-th call."""
+    forward = MLPStack.forward
     calls = [0]
 
-    def counting_forward(module, input):
+    def counting_forward(stack, *args):
         calls[0] += 1
         if calls[0] == n:
             raise KeyboardInterrupt
-        return forward(module, input)
+        return forward(stack, *args)
 
     return counting_forward
 
@@ -147,9 +148,8 @@ def interrupt_after(n):
 def test_interrupt_in_any_validation_pass_keeps_the_curves_consistent(
     monkeypatch, trials, dropout
 ):
-    # Without dropout the training steps have closed-form gradients, so every
-    # forward pass of the module is a validation pass: the interrupt lands in
-    # one of them. With dropout it lands in training or validation.
+    # Every forward pass of the stack, training or validation (several per
+    # epoch: predict_batch_size rows each), may be the one interrupted.
     X, y = make_moons(120, noise=0.2, random_state=0)
     rng = np.random.default_rng()
     for n in rng.integers(1, 60, trials(6, 60)):
@@ -162,7 +162,7 @@ def test_interrupt_in_any_validation_pass_keeps_the_curves_consistent(
             predict_batch_size=7,  # several forward passes per validation
             random_state=int(n),
         )
-        monkeypatch.setattr(nn.Sequential, "forward", interrupt_after(n))
+        monkeypatch.setattr(MLPStack, "forward", interrupt_after(n))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             clf.fit(X, y)

@@ -520,12 +520,23 @@ def test_a_pickled_torch_optimizer_with_a_0d_moment_is_refused(model):
     custom.module_[1] = torch.nn.LeakyReLU(0.3)  # a module_ we do not build
     state = custom.__getstate__()
     assert isinstance(state["module_"], torch.nn.Module)
-    moments = state["_optimizer"]["state"][0]
-    moments["exp_avg"] = torch.zeros(())
-    clone = TorchMLPClassifier.__new__(TorchMLPClassifier)
-    with pytest.raises(ValueError, match="'exp_avg' of parameter 0"):
-        clone.__setstate__(state)
-    assert not vars(clone)
+    legacy = dict(state)
+    state["_solver_state"]["parameters"][0]["exp_avg"] = np.zeros(())
+    # An older pickle holds torch's optimizer state_dict instead.
+    entries = legacy.pop("_solver_state")["parameters"]
+    legacy["_optimizer"] = {
+        "state": {
+            i: {name: torch.as_tensor(value) for name, value in entry.items()}
+            for i, entry in enumerate(entries)
+        },
+        "param_groups": [{"lr": 0.001, "params": list(range(len(entries)))}],
+    }
+    legacy["_optimizer"]["state"][0]["exp_avg"] = torch.zeros(())
+    for crafted in (state, legacy):
+        clone = TorchMLPClassifier.__new__(TorchMLPClassifier)
+        with pytest.raises(ValueError, match="'exp_avg' of parameter 0"):
+            clone.__setstate__(crafted)
+        assert not vars(clone)
 
 
 def test_the_allowlist_names_types_and_functions_never_modules():

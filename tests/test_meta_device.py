@@ -10,6 +10,7 @@ there, not the reads of losses between them.
 """
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ from sklearn.datasets import make_blobs, make_moons
 
 import skorchlite.model_selection
 from skorchlite import BatchedGridSearchCV, TorchMLPClassifier
-from skorchlite._batched import History, _pad_permutation
-from skorchlite._training import Trainer, TrainingData
+from skorchlite._engine.data import OneModelData, StackedData
+from skorchlite._engine.loop import History, StackTraining
+from skorchlite._engine.stack import MLPStack
 
 META = torch.device("meta")
 
@@ -38,38 +40,42 @@ def test_meta_device_refuses_cpu_tensors():
         torch.ones(3, device=META) + torch.ones(3)
 
 
+def _on_meta(data):
+    if data is None:
+        return None
+    X = data.X if data.is_sparse else data.X.to(META)
+    w = data.sample_weight
+    return replace(
+        data, X=X, y=data.y.to(META), sample_weight=None if w is None else w.to(META)
+    ), data
+
+
+def _meta_epoch(stack, data, specs):
+    """One epoch of ``specs`` on ``stack`` and ``data`` (all on META)."""
+    solver = specs[0].solver
+    state = solver.new_state(stack.params, [spec.settings for spec in specs])
+    histories = [History() for _ in specs]
+    training = StackTraining(solver, stack, data, None, specs, histories, state)
+    with torch.no_grad():
+        return training, training._epoch()
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("activation", ["relu", "gelu"])  # closed form, autograd
-def test_a_single_fit_epoch_stays_on_the_device(solver, weighted, sparse, activation):
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_single_fit_epoch_stays_on_the_device(solver, weighted, sparse, dropout):
     X, y = make_moons(100, noise=0.2, random_state=0)
     weights = np.random.default_rng(0).random(100) if weighted else None
-    clf = _fitted(X, y, weights, solver=solver, activation=activation, alpha=1e-3)
-    data = clf._to_training_data(X, y, weights)
+    clf = _fitted(X, y, weights, solver=solver, alpha=1e-3, max_grad_norm=1.0)
+    spec = clf._fit_spec(sp.csr_matrix(X) if sparse else X, y, weights, False, 0)
     clf.module_.to(META)
-    data = TrainingData(
-        X=sp.csr_matrix(X) if sparse else data.X.to(META),
-        y=data.y.to(META),
-        sample_weight=None if weights is None else data.sample_weight.to(META),
-        device=META,
-        dtype=data.dtype,
-    )
-    # torch's fused kernels have no meta version: the plain update.
-    optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[solver](
-        clf.module_.parameters(), lr=0.1, foreach=False
-    )
-    trainer = Trainer(
-        clf.module_,
-        optimizer,
-        clf._objective(),
-        max_grad_norm=1.0,
-        schedule=None,
-        tol=1e-4,
-        n_iter_no_change=10,
-    )
-    with torch.enable_grad():
-        loss = trainer._epoch(data, 32, torch.randperm(100))
+    data = _on_meta(spec.data)[0]
+    data = replace(data, device=META)
+    spec = replace(spec, data=data, dropout=0.0)
+    stack = clf._stack(spec)
+    assert isinstance(stack, MLPStack)
+    _, loss = _meta_epoch(stack, OneModelData(data, 32), [spec])
     assert loss.device == META
     assert all(p.device == META for p in clf.module_.parameters())
 
@@ -110,27 +116,26 @@ def test_a_stacked_epoch_stays_on_the_device(case, monkeypatch):
         warnings.simplefilter("ignore")
         BatchedGridSearchCV(estimator, grid, cv=2).fit(X, y, **fit_params)
     group = groups[0]
-    # Set up on the CPU as the group's run does (that reads values), then
-    # move every tensor to the stand-in device.
-    group.histories = [History() for _ in group.jobs]
-    group._stack_data()
-    group._stack_parameters()
-    group._stack_validation()
-    group._hyperparameters()
-    for holder in (group, group.update):
-        for name, value in list(vars(holder).items()):
-            if isinstance(value, torch.Tensor):
-                setattr(holder, name, value.to(META))
-    group.device = META
-    group._view_layers()
-    permutations = torch.stack(
-        [_pad_permutation(torch.randperm(n), group.n_rows) for n in group.n_samples]
-    ).to(META)
+    # Stacked on the CPU as the group's run does (that reads values), then
+    # every tensor moved to the stand-in device.
+    stack = group._stack()
+    stack.params = [p.to(META) for p in stack.params]
+    if stack.grad_mask is not None:
+        stack.grad_mask = [m.to(META) for m in stack.grad_mask]
+    specs = [
+        replace(job.spec, data=_on_meta(job.spec.data)[0], validation=None)
+        for job in group.jobs
+    ]
+    data = StackedData(
+        [spec.data for spec in specs],
+        [job.data_key for job in group.jobs],
+        group.batch_size,
+    )
+    training, losses = _meta_epoch(stack, data, specs)
+    assert losses.device == META
     with torch.no_grad():
-        losses, step = group._epoch(0, permutations)
-        assert losses.device == META
-        if group.validating:
-            assert all(t.device == META for t in group._validation_scores())
-        group._keep([0])  # models that stopped leave the stack
-        losses, _ = group._epoch(step, permutations[:1])
+        training.alive = training.alive[:1]
+        for part in (stack, data, training.state):
+            part.keep([0])  # models that stopped leave the stack
+        losses = training._epoch()
     assert losses.device == META and losses.shape == (1,)

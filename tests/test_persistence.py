@@ -598,8 +598,8 @@ def test_cuda_trained_pickle_loads_on_a_cpu_only_machine(monkeypatch):
     expected = clf.predict_proba(X)
     clf.set_params(device="cuda")  # the setting it was trained with
     tensors = [*clf.module_.parameters()]
-    for state in clf._optimizer.state.values():
-        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    for state in clf._solver_state.tensors.values():
+        tensors += state
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
     with _pretend_on_cuda(tensors, monkeypatch):

@@ -1,38 +1,26 @@
 """The registries: each solver, activation and target knows what it implies,
 and the code that asks them refuses what an entry does not offer."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
 from skorchlite import TorchMLPClassifier, TorchMLPRegressor
-from skorchlite._batched import BatchedGroup, BatchedJob
-from skorchlite._mlp import ACTIVATIONS, activation_of, build_mlp
-from skorchlite._solvers import SOLVERS
+from skorchlite._base import prepare_fit
+from skorchlite._engine.activations import ACTIVATIONS, activation_of
+from skorchlite._engine.batched import BatchedJob, stack_error
+from skorchlite._engine.network import build_mlp
+from skorchlite._engine.solvers import SOLVERS
 from skorchlite._targets import TARGETS
 
 
-def _job(solver="adam", activation="relu"):
-    estimator = SimpleNamespace(solver=solver, activation=activation)
-    return BatchedJob(estimator, None, torch.zeros(2, 1), torch.zeros(2))
-
-
-@pytest.mark.parametrize(
-    "solver", [s for s in SOLVERS if not SOLVERS[s].stacked_update]
-)
-def test_the_stacked_loop_refuses_a_solver_without_a_stacked_update(solver):
-    with pytest.raises(ValueError, match=f"solver='{solver}' has no stacked update"):
-        BatchedGroup([_job(solver=solver)])
-
-
-@pytest.mark.parametrize(
-    "activation", [a for a in ACTIVATIONS if not ACTIVATIONS[a].closed_form]
-)
-def test_the_stacked_loop_refuses_an_activation_without_a_closed_form(activation):
-    with pytest.raises(ValueError, match="no closed-form derivative"):
-        BatchedGroup([_job(activation=activation)])
+@pytest.mark.parametrize("solver", [s for s in SOLVERS if SOLVERS[s].stack_error()])
+def test_a_search_refuses_to_stack_a_solver_that_says_so(solver):
+    X, y = np.random.RandomState(0).normal(size=(20, 2)), np.arange(20) % 2
+    estimator = TorchMLPClassifier((3,), solver=solver, max_iter=2, random_state=0)
+    spec = prepare_fit(estimator, X, y, None)
+    job = BatchedJob(estimator.module_, spec, 0)
+    assert stack_error(job) == SOLVERS[solver].stack_error()
 
 
 def test_every_parameter_value_has_its_entry():
@@ -56,24 +44,14 @@ def test_every_activation_builds_and_is_recognized(name):
         device=torch.device("cpu"),
     )
     assert activation_of(module[1]) is ACTIVATIONS[name]
-    if ACTIVATIONS[name].closed_form:
-        x = torch.linspace(-2, 2, 9, dtype=torch.float64)
-        assert torch.allclose(ACTIVATIONS[name].function(x.clone()), module[1](x))
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)
+    assert torch.equal(ACTIVATIONS[name].forward(x.clone()), module[1](x))
 
 
 @pytest.mark.parametrize("solver", list(SOLVERS))
-def test_every_stochastic_solver_builds_its_optimizer(solver):
-    spec = SOLVERS[solver]
-    if not spec.stochastic:
-        assert not hasattr(TorchMLPClassifier(solver=solver), "partial_fit")
-        return
-    estimator = TorchMLPClassifier(solver=solver)
-    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
-    optimizer = spec.optimizer(estimator, module)
-    assert isinstance(optimizer, torch.optim.Optimizer)
-    decays = {group.get("weight_decay", 0.0) for group in optimizer.param_groups}
-    # A decoupled decay is the optimizer's; otherwise alpha is the loss's L2 term.
-    assert (estimator.alpha in decays) == spec.decoupled_decay
+def test_partial_fit_is_offered_as_the_solver_says(solver):
+    error = SOLVERS[solver].partial_fit_error()
+    assert hasattr(TorchMLPClassifier(solver=solver), "partial_fit") == (error is None)
 
 
 def test_targets_are_named_as_persistence_stores_them():

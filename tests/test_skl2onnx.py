@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skorchlite import TorchMLPClassifier, TorchMLPRegressor
-from skorchlite._mlp import ACTIVATIONS
+from skorchlite._engine.activations import ACTIVATIONS
 
 skl2onnx = pytest.importorskip("skl2onnx", reason="the onnx extra is not installed")
 onnxruntime = pytest.importorskip(

@@ -91,10 +91,10 @@ def test_a_lowered_learning_rate_carries_over(learning_rate, data):
         random_state=0,
     )
     clf = _fit(clf, X, y)
-    lowered = clf._optimizer.param_groups[0]["lr"]
+    lowered = clf._solver_state.learning_rates[0]
     assert lowered < 0.1
     restored = pickle.loads(pickle.dumps(clf))
-    assert restored._optimizer.param_groups[0]["lr"] == lowered
+    assert restored._solver_state.learning_rates == [lowered]
     clf.partial_fit(X, y)
     restored.partial_fit(X, y)
     assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
@@ -249,13 +249,32 @@ def test_classifier_state_is_no_regressor(adam_state):
         _restore(TorchMLPRegressor, copy.deepcopy(adam_state))
 
 
+def _torch_state_dict(solver_state):
+    """What torch's Adam's ``state_dict`` held for ``solver_state`` (a stack of
+    one): older pickles of a changed module_ stored it."""
+    tensors = solver_state.tensors
+    n_params = len(tensors["exp_avg"])
+    return {
+        "state": {
+            i: {
+                "step": torch.tensor(float(solver_state.step)),
+                **{name: tensors[name][i][0].clone() for name in tensors},
+            }
+            for i in range(n_params)
+        },
+        "param_groups": [
+            {"lr": solver_state.learning_rates[0], "params": list(range(n_params))}
+        ],
+    }
+
+
 def test_state_pickled_with_torch_objects_still_loads(data):
     # What __getstate__ returned before the state became plain arrays: the
     # module itself and the optimizer's state_dict.
     X, y = data
     clf = _fit(TorchMLPClassifier((6,), max_iter=3, random_state=0), X, y)
     legacy = dict(vars(clf))
-    legacy["_optimizer"] = clf._optimizer.state_dict()
+    legacy["_optimizer"] = _torch_state_dict(legacy.pop("_solver_state"))
     restored = _restore(TorchMLPClassifier, copy.deepcopy(legacy))
     assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
     restored.partial_fit(X, y)

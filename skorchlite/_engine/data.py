@@ -130,7 +130,7 @@ class OneModelData:
     def in_order(self, chunk):
         return self.data.batches(chunk)
 
-    def keep(self, index):
+    def keep(self, rows):
         raise ValueError("a stack of one keeps its rows")
 
 
@@ -255,9 +255,9 @@ class StackedData:
                     start,
                 )
 
-    def keep(self, index):
-        """Keep the rows of the models ``index`` (a LongTensor)."""
-        rows = index.tolist()
+    def keep(self, rows):
+        """Keep the models of ``rows`` (a list of ints)."""
+        index = torch.tensor(rows, device=self.data_id.device)
         self.data_id = self.data_id[index]
         self.n_real = self.n_real[index]
         self.n_samples = [self.n_samples[r] for r in rows]

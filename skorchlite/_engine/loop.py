@@ -325,7 +325,7 @@ class StackTraining:
                     epoch += 1
                     listener.epoch_begin()
                     started = time.perf_counter()
-                    losses = self._epoch()
+                    losses = self._epoch().tolist()
                     scores = self._scores()
                     stops, messages = self._record(epoch, losses, scores)
                     if self.listener is not None and listener.epoch_end(
@@ -340,6 +340,10 @@ class StackTraining:
                 raise
             checkpoints[0](self.data.n_samples[0])
             self.outcomes[0].interrupted = self.outcomes[0].stopped_early = True
+            if self.best is not None and self.has_best[0]:
+                with torch.no_grad():
+                    for p, kept in zip(self.stack.params, self.best, strict=True):
+                        p.copy_(kept)
         finally:
             self.stack.eval()
             listener.close()
@@ -353,7 +357,8 @@ class StackTraining:
         return self.outcomes
 
     def _epoch(self):
-        """One pass of every model over its rows: each model's mean loss."""
+        """One pass of every model over its rows: each model's mean loss, an
+        ``(M,)`` tensor on the device."""
         stack, solver, state, data = self.stack, self.solver, self.state, self.data
         l2 = _per_model([self._l2[j] for j in self.alive], 0.0)
         max_norm = None
@@ -396,7 +401,7 @@ class StackTraining:
             # 0.5 * alpha * ||W||^2 / batch_rows once per epoch.
             unweighted = epoch_loss + penalty(stack, l2, 1) * n_batches / n_samples
             epoch_loss = torch.where(weighted.to(loss.device), epoch_loss, unweighted)
-        return epoch_loss.tolist()
+        return epoch_loss
 
     def _scores(self):
         """Each model's validation (loss, score), None for those without."""
@@ -464,11 +469,11 @@ class StackTraining:
         keep = [row for row in range(len(self.alive)) if row not in set(finished)]
         self.alive = [self.alive[row] for row in keep]
         if finished and self.alive:
-            index = torch.tensor(keep, device=stack.params[0].device)
             for part in (stack, self.data, self.validation, self.state):
                 if part is not None:
-                    part.keep(index)
+                    part.keep(keep)
             if self.best is not None:
+                index = torch.tensor(keep, device=stack.params[0].device)
                 self.best = [kept[index] for kept in self.best]
 
     def _check_usable(self, finished):

@@ -93,13 +93,14 @@ class SolverState:
             self.learning_rates = list(learning_rates)
             self._runs = None
 
-    def keep(self, index):
-        """Keep rows ``index`` (a LongTensor) of every tensor."""
+    def keep(self, rows):
+        """Keep the models of ``rows`` (a list of ints)."""
+        device = next(iter(self.tensors.values()))[0].device
+        index = torch.tensor(rows, device=device)
         self.tensors = {
             name: [tensor[index] for tensor in tensors]
             for name, tensors in self.tensors.items()
         }
-        rows = index.tolist()
         self.learning_rates = [self.learning_rates[i] for i in rows]
         self.row_options = [self.row_options[i] for i in rows]
         self._runs = None
@@ -238,10 +239,14 @@ class Solver:
         runs = []
         for key, start, stop in _runs(keys):
             rows = slice(start, stop)
-            # The kernels count steps in float32 tensors of the device, as
-            # torch's optimizers do for their fused kernels.
+            # Steps are counted in float32 tensors, on the device for the
+            # fused kernels, as torch's optimizers count them.
             steps = [
-                torch.tensor(float(state.step), dtype=torch.float32, device=p.device)
+                torch.tensor(
+                    float(state.step),
+                    dtype=torch.float32,
+                    device=p.device if p.device.type in _FUSED_DEVICES else "cpu",
+                )
                 for p in params
             ]
             tensors = {

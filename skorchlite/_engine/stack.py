@@ -199,13 +199,14 @@ class MLPStack:
                 grad.mul_(mask)
         return loss, grads, weight_sum
 
-    def keep(self, index):
-        """Keep the models of rows ``index``."""
+    def keep(self, rows):
+        """Keep the models of ``rows`` (a list of ints)."""
+        index = torch.tensor(rows, device=self.params[0].device)
         self.params = [p[index] for p in self.params]
         if self.grad_mask is not None:
             self.grad_mask = [m[index] for m in self.grad_mask]
         if self.dropout is not None:
-            self.dropout.keep(index)
+            self.dropout.keep(rows)
 
     def train(self):
         """Training mode (a no-op: the stack's dropout follows ``start``)."""
@@ -266,7 +267,7 @@ class ModuleStack:
         weight_sum = losses.shape[0] if w is None else weight_sum.reshape(1, 1)
         return loss.detach()[None], grads, weight_sum
 
-    def keep(self, index):
+    def keep(self, rows):
         raise ValueError("a module stack holds one model")
 
     def train(self):
@@ -370,8 +371,7 @@ class DropoutMasks:
             mask[row, :width, :n_rows] = noise.T.to(mask.device)
         return mask
 
-    def keep(self, index):
-        rows = index.tolist()
+    def keep(self, rows):
         for name in ("ps", "generators", "widths", "n_samples"):
             values = getattr(self, name)
             setattr(self, name, [values[row] for row in rows])
