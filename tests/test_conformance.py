@@ -47,24 +47,22 @@ from sklearn.model_selection import GridSearchCV
 import skorchlite
 from skorchlite import TorchMLPClassifier, TorchMLPRegressor
 
-# The registries: the one place that says where they live (they may move, e.g.
-# to a package ``skorchlite._engine``). Retarget these three imports, and the
-# two helpers below, and every test follows.
-from skorchlite._mlp import ACTIVATIONS
-from skorchlite._solvers import SOLVERS
+# The registries: the one place that says where they live.
+from skorchlite._base import fitted_target
+from skorchlite._engine.activations import ACTIVATIONS
+from skorchlite._engine.solvers import SOLVERS
 from skorchlite._targets import TARGETS
 from skorchlite.model_selection import BatchedGridSearchCV
 
 
 def is_stochastic(solver):
-    """Whether ``solver`` has epochs and ``partial_fit`` (lbfgs has not)."""
-    return SOLVERS[solver].stochastic
+    """Whether ``solver`` has ``partial_fit`` (lbfgs has not)."""
+    return SOLVERS[solver].partial_fit_error() is None
 
 
 def fitted_target_name(estimator):
-    """The ``TARGETS`` key a fitted estimator trained for (a private attribute:
-    the one place the tests read it)."""
-    return estimator._target.name
+    """The ``TARGETS`` key a fitted estimator trained for."""
+    return fitted_target(estimator).name
 
 
 # ----------------------------------------------------------------------------
@@ -77,7 +75,8 @@ pytestmark = pytest.mark.filterwarnings(
 ROOT = Path(__file__).resolve().parents[1]
 ESTIMATORS = {"classifier": TorchMLPClassifier, "regressor": TorchMLPRegressor}
 STOCHASTIC = [name for name in SOLVERS if is_stochastic(name)]
-FULL_BATCH = [name for name in SOLVERS if not is_stochastic(name)]
+STACKABLE = [name for name in SOLVERS if SOLVERS[name].stack_error() is None]
+FULL_BATCH = [name for name in SOLVERS if name not in STACKABLE]
 # The entries the per-target tests pair every target with.
 ONE_SOLVER = STOCHASTIC[0]
 ONE_ACTIVATION = "relu" if "relu" in ACTIVATIONS else next(iter(ACTIVATIONS))
@@ -283,7 +282,7 @@ def _assert_same_scores(plain, batched):
 
 STACKED_CASES = [
     (solver, activation, SOLVER_CASE)
-    for solver in STOCHASTIC
+    for solver in STACKABLE
     for activation in ACTIVATIONS
 ] + [(ONE_SOLVER, ONE_ACTIVATION, case) for case in OTHER_CASES]
 
