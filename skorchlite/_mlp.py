@@ -46,6 +46,8 @@ class Activation:
         search: ``function`` applied in place to the fresh pre-activation,
         ``derivative(delta, activation)`` written with its output (in place
         where cheaper). None where autograd computes the gradient.
+    doc : str
+        One RST sentence: the docs' description of this ``activation`` value.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Activation:
     init_factor: float = 6.0
     function: object = None
     derivative: object = None
+    doc: str = ""
 
     @property
     def closed_form(self):
@@ -62,14 +65,58 @@ class Activation:
 ACTIVATIONS = {
     activation.name: activation
     for activation in (
-        Activation("identity", nn.Identity, 6.0, lambda x: x, _identity_derivative),
-        Activation("logistic", nn.Sigmoid, 2.0, torch.sigmoid_, _logistic_derivative),
-        Activation("tanh", nn.Tanh, 6.0, torch.tanh_, _tanh_derivative),
-        Activation("relu", nn.ReLU, 6.0, torch.relu_, _relu_derivative),
-        Activation("gelu", nn.GELU),
-        Activation("silu", nn.SiLU),
-        Activation("leaky_relu", nn.LeakyReLU),
-        Activation("elu", nn.ELU),
+        Activation(
+            "identity",
+            nn.Identity,
+            6.0,
+            lambda x: x,
+            _identity_derivative,
+            doc="No activation, ``x`` itself (the network is a linear model).",
+        ),
+        Activation(
+            "logistic",
+            nn.Sigmoid,
+            2.0,
+            torch.sigmoid_,
+            _logistic_derivative,
+            doc="The logistic sigmoid, ``1 / (1 + exp(-x))``.",
+        ),
+        Activation(
+            "tanh",
+            nn.Tanh,
+            6.0,
+            torch.tanh_,
+            _tanh_derivative,
+            doc="The hyperbolic tangent, ``tanh(x)``.",
+        ),
+        Activation(
+            "relu",
+            nn.ReLU,
+            6.0,
+            torch.relu_,
+            _relu_derivative,
+            doc="The rectified linear unit, ``max(0, x)``.",
+        ),
+        Activation(
+            "gelu",
+            nn.GELU,
+            doc="``torch.nn.GELU``, ``x * Phi(x)`` with ``Phi`` the normal CDF.",
+        ),
+        Activation(
+            "silu",
+            nn.SiLU,
+            doc="``torch.nn.SiLU``, ``x * sigmoid(x)``.",
+        ),
+        Activation(
+            "leaky_relu",
+            nn.LeakyReLU,
+            doc="``torch.nn.LeakyReLU``, ``max(0, x) + 0.01 * min(0, x)``.",
+        ),
+        Activation(
+            "elu",
+            nn.ELU,
+            doc="``torch.nn.ELU``, ``x`` where ``x > 0``, else ``exp(x) - 1``.",
+        ),
     )
 }
 _BY_MODULE = {activation.module: activation for activation in ACTIVATIONS.values()}

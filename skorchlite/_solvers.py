@@ -17,6 +17,8 @@ class Solver:
     """One value of the ``solver`` parameter."""
 
     name = None
+    #: One RST sentence: the docs' description of this ``solver`` value.
+    doc = ""
     #: Minibatch epochs (and partial_fit); else full-batch iterations.
     stochastic = True
     #: ``alpha`` is a decoupled weight decay, not an L2 term of the loss.
@@ -39,6 +41,10 @@ class Solver:
 
 class SGD(Solver):
     name = "sgd"
+    doc = (
+        "``torch.optim.SGD``, with ``momentum``, ``nesterovs_momentum`` and the "
+        "``learning_rate`` schedule."
+    )
     state_entries = {"momentum_buffer": "array"}
 
     def optimizer(self, estimator, module):
@@ -67,6 +73,7 @@ _ADAM_STATE = {"step": "count", "exp_avg": "array", "exp_avg_sq": "nonnegative"}
 
 class Adam(Solver):
     name = "adam"
+    doc = "``torch.optim.Adam``."
     state_entries = _ADAM_STATE
 
     def optimizer(self, estimator, module):
@@ -75,6 +82,10 @@ class Adam(Solver):
 
 class AdamW(Solver):
     name = "adamw"
+    doc = (
+        "``torch.optim.AdamW``: ``alpha`` is its decoupled ``weight_decay`` of the "
+        "weights (not the biases)."
+    )
     decoupled_decay = True
     state_entries = _ADAM_STATE
 
@@ -94,6 +105,11 @@ class LBFGS(Solver):
     """Full-batch L-BFGS; :func:`skorchlite._training.fit_lbfgs` runs it."""
 
     name = "lbfgs"
+    doc = (
+        "Full-batch L-BFGS: scipy's L-BFGS-B, run as scikit-learn's MLPs run it "
+        "(``max_iter``, ``max_fun`` and ``tol`` stop it by the same rule), on the "
+        "loss and gradients torch computes."
+    )
     stochastic = False
 
 
