@@ -71,7 +71,7 @@ ACTIVATIONS = {
             6.0,
             lambda x: x,
             _identity_derivative,
-            doc="No activation, ``x`` itself (the network is a linear model).",
+            doc="no activation, ``x`` itself (the network is a linear model).",
         ),
         Activation(
             "logistic",
@@ -79,7 +79,7 @@ ACTIVATIONS = {
             2.0,
             torch.sigmoid_,
             _logistic_derivative,
-            doc="The logistic sigmoid, ``1 / (1 + exp(-x))``.",
+            doc="the logistic sigmoid, ``1 / (1 + exp(-x))``.",
         ),
         Activation(
             "tanh",
@@ -87,7 +87,7 @@ ACTIVATIONS = {
             6.0,
             torch.tanh_,
             _tanh_derivative,
-            doc="The hyperbolic tangent, ``tanh(x)``.",
+            doc="the hyperbolic tangent, ``tanh(x)``.",
         ),
         Activation(
             "relu",
@@ -95,7 +95,7 @@ ACTIVATIONS = {
             6.0,
             torch.relu_,
             _relu_derivative,
-            doc="The rectified linear unit, ``max(0, x)``.",
+            doc="the rectified linear unit, ``max(0, x)``.",
         ),
         Activation(
             "gelu",

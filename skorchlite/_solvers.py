@@ -106,7 +106,7 @@ class LBFGS(Solver):
 
     name = "lbfgs"
     doc = (
-        "Full-batch L-BFGS: scipy's L-BFGS-B, run as scikit-learn's MLPs run it "
+        "full-batch L-BFGS: scipy's L-BFGS-B, run as scikit-learn's MLPs run it "
         "(``max_iter``, ``max_fun`` and ``tol`` stop it by the same rule), on the "
         "loss and gradients torch computes."
     )
