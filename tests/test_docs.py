@@ -212,6 +212,7 @@ def test_pages_without_examples_are_the_expected_ones():
     )
     assert without == [
         "api.rst",
+        "development.rst",
         "user_guide/index.rst",
         "user_guide/performance.rst",
     ]
