@@ -26,6 +26,8 @@ def _check_partial_fit_params(estimator):
         )
 
 
+# The entries both estimators share are in _docstrings; assemble inserts them
+# (parameters in signature order) at the %(shared_...)s lines.
 @assemble(sklearn="MLPClassifier")
 class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
     """Multi-layer perceptron classifier trained with PyTorch.

@@ -10,6 +10,8 @@ from ._docstrings import assemble
 from ._targets import ContinuousTarget
 
 
+# The entries both estimators share are in _docstrings; assemble inserts them
+# (parameters in signature order) at the %(shared_...)s lines.
 @assemble(sklearn="MLPRegressor")
 class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
     """Multi-layer perceptron regressor trained with PyTorch.
