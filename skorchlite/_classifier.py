@@ -8,6 +8,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTorchMLP, _supports_partial_fit
+from ._docstrings import assemble
 from ._engine.data import check_weight_sum
 from ._targets import classification_target
 
@@ -25,6 +26,9 @@ def _check_partial_fit_params(estimator):
         )
 
 
+# The entries both estimators share are in _docstrings; assemble inserts them
+# (parameters in signature order) at the %(shared_...)s lines.
+@assemble(sklearn="MLPClassifier")
 class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
     """Multi-layer perceptron classifier trained with PyTorch.
 
@@ -41,157 +45,35 @@ class TorchMLPClassifier(ClassifierMixin, BaseTorchMLP):
         The ith element is the number of neurons in the ith hidden layer. An
         empty tuple gives a linear model (logistic/softmax regression).
 
-    activation : {"identity", "logistic", "tanh", "relu", "gelu", "silu", \
-"leaky_relu", "elu"}, default="relu"
-        Activation function of the hidden layers.
-
-    solver : {"adam", "adamw", "sgd", "lbfgs"}, default="adam"
-        ``torch.optim.Adam``, ``AdamW``, ``SGD``, or full-batch L-BFGS: scipy's
-        L-BFGS-B, run as ``MLPClassifier`` runs it (``max_iter``, ``max_fun`` and
-        ``tol`` stop it by the same rule), on the loss and gradients torch
-        computes.
-
-    alpha : float, default=0.0001
-        Strength of the L2 penalty on the weights (not the biases), divided by
-        the batch's sample-weight sum like ``MLPClassifier``'s. With
-        ``solver="adamw"`` it is AdamW's decoupled ``weight_decay`` instead.
-
-    batch_size : int or "auto", default="auto"
-        Minibatch size of the stochastic solvers; ``"auto"`` is
-        ``min(200, n_samples)``.
-
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Learning-rate schedule, as in ``MLPClassifier``. Only used when
-        ``solver="sgd"``.
-
-    learning_rate_init : float, default=0.001
-        Initial learning rate of the stochastic solvers.
-
-    power_t : float, default=0.5
-        Exponent of the ``"invscaling"`` schedule.
-
-    max_iter : int, default=200
-        Maximum number of epochs (stochastic solvers) or iterations (lbfgs).
-
-    shuffle : bool, default=True
-        Whether to shuffle the samples every epoch.
-
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, the batch order, dropout and the early
-        stopping split. An int gives identical models on the CPU. Fitting never
-        draws from the global numpy or torch random generators.
-
-    tol : float, default=1e-4
-        Training stops when the loss (or validation score) has not improved by
-        ``tol`` for ``n_iter_no_change`` consecutive epochs.
-
-    verbose : bool or int, default=False
-        Print MLPClassifier's progress lines to stdout (``Iteration 3, loss =
-        0.41234567``, ``Validation score: 0.964912`` with early stopping, and
-        the stopping rule's message), each followed by our extras (the epoch's
-        time, the validation loss). An int ``k > 1`` prints every ``k``
-        epochs. When stdout is a terminal or a notebook and tqdm is installed
-        (``pip install skorchlite[progress]``), ``fit`` shows a live progress
-        bar instead, with the same numbers and the time left. With
-        scikit-learn >= 1.9, ``set_callbacks`` also takes its callbacks, such
-        as ``sklearn.callback.ProgressBar`` (one sub-task per epoch).
-
-    warm_start : bool, default=False
-        Reuse the previous solution as the initialization of the next ``fit``.
-
-    momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
-
-    nesterovs_momentum : bool, default=True
-        Whether ``solver="sgd"`` uses Nesterov's momentum (when momentum > 0).
-
     early_stopping : bool, default=False
         Hold out a stratified ``validation_fraction`` of the data, stop when its
         accuracy stops improving, and restore the best weights (of equally good
         epochs, the latest).
 
-    validation_fraction : float, default=0.1
-        Share of the training data held out for early stopping.
-
-    beta_1, beta_2 : float, default=0.9, 0.999
-        Adam's moment decay rates.
-
-    epsilon : float, default=1e-8
-        Adam's numerical-stability term.
-
-    n_iter_no_change : int, default=10
-        Epochs without ``tol`` improvement before stopping.
-
-    max_fun : int, default=15000
-        Maximum number of loss evaluations of ``solver="lbfgs"``.
-
-    device : str or torch.device, default="auto"
-        Where to train and predict: ``"auto"`` (CUDA if available, then MPS,
-        then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
-        ``torch.device``.
-
-    dtype : {"float32", "float64"} or None, default=None
-        Precision of the network. ``None`` follows ``MLPClassifier`` on the CPU
-        (float32 input trains in float32, anything else, and ``solver="lbfgs"``,
-        in float64) and uses float32 on GPUs.
-
-    dropout : float, default=0.0
-        Dropout probability after each hidden activation.
-
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``; see
         :func:`sklearn.utils.compute_sample_weight`.
 
-    max_grad_norm : float or None, default=None
-        Clip the global gradient norm to this value at every step.
-
-    predict_batch_size : int, default=16384
-        Rows per forward pass in the predict methods; bounds their memory.
+    %(shared_parameters)s
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels (``arange(n_labels)`` for multilabel targets). A ``y``
         of a single class is predicted as that class, with probability one.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Feature names, when ``X`` had string column names (pandas).
     module_ : torch.nn.Sequential
         The trained network, in eval mode.
-    coefs_ : list of ndarray
-        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out). Editing them
-        in place (on the CPU) or assigning items or the whole list edits the
-        module; see :ref:`differences`.
-    intercepts_ : list of ndarray
-        Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
-        edited and set like ``coefs_``.
     n_outputs_ : int
         Number of logits (1 for binary targets).
     out_activation_ : str
         ``"logistic"`` (binary, multilabel) or ``"softmax"`` (multiclass).
-    n_layers_ : int
-        Number of layers, input and output included.
     loss_ : np.float64
         Loss after the last epoch (L2 penalty included).
-    best_loss_ : np.float64 or None
-        Lowest training loss; None with early stopping.
-    loss_curve_ : list of np.float64
-        Training loss after each epoch (stochastic solvers).
     validation_scores_ : list of float or None
         Validation accuracy after each epoch with early stopping, else None.
-    validation_loss_curve_ : list of float or None
-        Validation loss (without the L2 term) after each epoch with early
-        stopping, else None. Ours: MLPClassifier does not keep it.
     best_validation_score_ : float or None
         Best validation accuracy with early stopping, else None.
-    n_iter_ : int
-        Number of epochs (lbfgs: iterations) run by the last call to ``fit``,
-        or 1 after ``partial_fit``, as in MLPClassifier. ``loss_curve_`` keeps
-        the epochs of all calls.
-    t_ : int
-        Number of training samples the stochastic solvers have seen, over
-        all calls (lbfgs adds none), as MLPClassifier's.
+    %(shared_attributes)s
 
     See Also
     --------

@@ -6,9 +6,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTorchMLP, _supports_partial_fit
+from ._docstrings import assemble
 from ._targets import ContinuousTarget
 
 
+# The entries both estimators share are in _docstrings; assemble inserts them
+# (parameters in signature order) at the %(shared_...)s lines.
+@assemble(sklearn="MLPRegressor")
 class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
     """Multi-layer perceptron regressor trained with PyTorch.
 
@@ -29,152 +33,31 @@ class TorchMLPRegressor(RegressorMixin, BaseTorchMLP):
         The ith element is the number of neurons in the ith hidden layer. An
         empty tuple gives a linear model.
 
-    activation : {"identity", "logistic", "tanh", "relu", "gelu", "silu", \
-"leaky_relu", "elu"}, default="relu"
-        Activation function of the hidden layers.
-
-    solver : {"adam", "adamw", "sgd", "lbfgs"}, default="adam"
-        ``torch.optim.Adam``, ``AdamW``, ``SGD``, or full-batch L-BFGS: scipy's
-        L-BFGS-B, run as ``MLPRegressor`` runs it (``max_iter``, ``max_fun`` and
-        ``tol`` stop it by the same rule), on the loss and gradients torch
-        computes.
-
-    alpha : float, default=0.0001
-        Strength of the L2 penalty on the weights (not the biases), divided by
-        the batch's sample-weight sum like ``MLPClassifier``'s. With
-        ``solver="adamw"`` it is AdamW's decoupled ``weight_decay`` instead.
-
-    batch_size : int or "auto", default="auto"
-        Minibatch size of the stochastic solvers; ``"auto"`` is
-        ``min(200, n_samples)``.
-
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Learning-rate schedule, as in ``MLPClassifier``. Only used when
-        ``solver="sgd"``.
-
-    learning_rate_init : float, default=0.001
-        Initial learning rate of the stochastic solvers.
-
-    power_t : float, default=0.5
-        Exponent of the ``"invscaling"`` schedule.
-
-    max_iter : int, default=200
-        Maximum number of epochs (stochastic solvers) or iterations (lbfgs).
-
-    shuffle : bool, default=True
-        Whether to shuffle the samples every epoch.
-
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights, the batch order, dropout and the early
-        stopping split. An int gives identical models on the CPU. Fitting never
-        draws from the global numpy or torch random generators.
-
-    tol : float, default=1e-4
-        Training stops when the loss (or validation score) has not improved by
-        ``tol`` for ``n_iter_no_change`` consecutive epochs.
-
-    verbose : bool or int, default=False
-        Print MLPClassifier's progress lines to stdout (``Iteration 3, loss =
-        0.41234567``, ``Validation score: 0.964912`` with early stopping, and
-        the stopping rule's message), each followed by our extras (the epoch's
-        time, the validation loss). An int ``k > 1`` prints every ``k``
-        epochs. When stdout is a terminal or a notebook and tqdm is installed
-        (``pip install skorchlite[progress]``), ``fit`` shows a live progress
-        bar instead, with the same numbers and the time left. With
-        scikit-learn >= 1.9, ``set_callbacks`` also takes its callbacks, such
-        as ``sklearn.callback.ProgressBar`` (one sub-task per epoch).
-
-    warm_start : bool, default=False
-        Reuse the previous solution as the initialization of the next ``fit``.
-
-    momentum : float, default=0.9
-        Momentum of ``solver="sgd"``.
-
-    nesterovs_momentum : bool, default=True
-        Whether ``solver="sgd"`` uses Nesterov's momentum (when momentum > 0).
-
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop when its R² stops
         improving, and restore the best weights (of equally good epochs, the
         latest).
 
-    validation_fraction : float, default=0.1
-        Share of the training data held out for early stopping.
-
-    beta_1, beta_2 : float, default=0.9, 0.999
-        Adam's moment decay rates.
-
-    epsilon : float, default=1e-8
-        Adam's numerical-stability term.
-
-    n_iter_no_change : int, default=10
-        Epochs without ``tol`` improvement before stopping.
-
-    max_fun : int, default=15000
-        Maximum number of loss evaluations of ``solver="lbfgs"``.
-
-    device : str or torch.device, default="auto"
-        Where to train and predict: ``"auto"`` (CUDA if available, then MPS,
-        then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
-        ``torch.device``.
-
-    dtype : {"float32", "float64"} or None, default=None
-        Precision of the network. ``None`` follows ``MLPClassifier`` on the CPU
-        (float32 input trains in float32, anything else, and ``solver="lbfgs"``,
-        in float64) and uses float32 on GPUs.
-
-    dropout : float, default=0.0
-        Dropout probability after each hidden activation.
-
-    max_grad_norm : float or None, default=None
-        Clip the global gradient norm to this value at every step.
-
-    predict_batch_size : int, default=16384
-        Rows per forward pass in the predict methods; bounds their memory.
+    %(shared_parameters)s
 
     Attributes
     ----------
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Feature names, when ``X`` had string column names (pandas).
     module_ : torch.nn.Sequential
         The trained network, in eval mode; it outputs the linear predictor
         (the log of the prediction with ``loss="poisson"``).
-    coefs_ : list of ndarray
-        Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out). Editing them
-        in place (on the CPU) or assigning items or the whole list edits the
-        module; see :ref:`differences`.
-    intercepts_ : list of ndarray
-        Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
-        edited and set like ``coefs_``.
     n_outputs_ : int
         Number of outputs (target columns).
     out_activation_ : str
         ``"identity"``, or ``"exp"`` with ``loss="poisson"``.
-    n_layers_ : int
-        Number of layers, input and output included.
     loss_ : np.float64
         Loss after the last epoch (L2 penalty included), as MLPRegressor's:
         half the squared error averaged over the outputs, or half the Poisson
         deviance summed over them.
-    best_loss_ : np.float64 or None
-        Lowest training loss; None with early stopping.
-    loss_curve_ : list of np.float64
-        Training loss after each epoch (stochastic solvers), over all calls.
     validation_scores_ : list of float or None
         Validation R² after each epoch with early stopping, else None.
-    validation_loss_curve_ : list of float or None
-        Validation loss (without the L2 term) after each epoch with early
-        stopping, else None. Ours: MLPRegressor does not keep it.
     best_validation_score_ : float or None
         Best validation R² with early stopping, else None.
-    n_iter_ : int
-        Number of epochs (lbfgs: iterations) run by the last call to ``fit``,
-        or 1 after ``partial_fit``, as in MLPRegressor.
-    t_ : int
-        Number of training samples the stochastic solvers have seen, over
-        all calls (lbfgs adds none), as MLPRegressor's.
+    %(shared_attributes)s
 
     See Also
     --------

@@ -214,7 +214,13 @@ def _network(graph, estimator, x):
             x = graph.node("MatMul", [x, graph.constant(_cast(weight.T, graph))])
             x = graph.node("Add", [x, graph.constant(_cast(bias, graph))])
         elif layer["layer"] == "activation":
-            x = ACTIVATIONS[layer["name"]].onnx(graph, x)
+            activation = ACTIVATIONS[layer["name"]]
+            if activation.onnx is None:
+                raise ValueError(
+                    f"activation={activation.name!r} has no ONNX lowering: the "
+                    "model cannot be exported to ONNX."
+                )
+            x = activation.onnx(graph, x)
         # Dropout is the identity at inference.
     return x
 

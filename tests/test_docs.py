@@ -24,6 +24,8 @@ from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 
 import skorchlite
+from skorchlite._engine.activations import ACTIVATIONS
+from skorchlite._engine.solvers import SOLVERS
 
 matplotlib.use("Agg")
 
@@ -208,7 +210,12 @@ def test_pages_without_examples_are_the_expected_ones():
     without = sorted(
         str(page.relative_to(DOCS)) for page in PAGES if not _claims_examples(page)
     )
-    assert without == ["api.rst", "user_guide/index.rst", "user_guide/performance.rst"]
+    assert without == [
+        "api.rst",
+        "development.rst",
+        "user_guide/index.rst",
+        "user_guide/performance.rst",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -353,3 +360,155 @@ def test_readme_examples_table_lists_every_example():
     readme = (ROOT / "README.md").read_text()
     listed = set(re.findall(r"^\| `(plot_\w+\.py)` \|", readme, flags=re.M))
     assert listed == {path.name for path in (ROOT / "examples").glob("plot_*.py")}
+
+
+# ------------------------------------------------ docs generated or checked
+# against the registries
+
+ESTIMATORS = [skorchlite.TorchMLPClassifier, skorchlite.TorchMLPRegressor]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_estimator_docstrings_are_valid_numpydoc(estimator):
+    # _docstrings assembles them: numpydoc's validation (every check) and
+    # scikit-learn's own parameter check see a plain, complete docstring.
+    validate = pytest.importorskip("numpydoc.validate", reason="no docs extra")
+    from sklearn.utils._testing import check_docstring_parameters
+
+    assert validate.validate(f"skorchlite.{estimator.__name__}")["errors"] == []
+    assert check_docstring_parameters(estimator) == []
+    assert "%(" not in estimator.__doc__
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "parameter, registry", [("solver", SOLVERS), ("activation", ACTIVATIONS)]
+)
+def test_estimator_docstrings_list_the_registry(estimator, parameter, registry):
+    from numpydoc.docscrape import ClassDoc
+
+    (entry,) = [p for p in ClassDoc(estimator)["Parameters"] if p.name == parameter]
+    options = entry.type.split("}")[0] + "}"
+    assert options == "{" + ", ".join(f'"{name}"' for name in registry) + "}"
+    description = " ".join(" ".join(entry.desc).split())
+    for name, option in registry.items():
+        assert option.doc and option.doc.endswith("."), name
+        assert f'``"{name}"``: {option.doc}' in description, name
+
+
+def test_a_parameter_without_an_entry_fails_at_class_definition():
+    import inspect
+
+    from skorchlite._docstrings import PARAMETERS, _names, assemble
+
+    class Estimator:
+        """Summary.
+
+        Parameters
+        ----------
+        %(shared_parameters)s
+        """
+
+    names = [name for header in PARAMETERS for name in _names(header)]
+    Estimator.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY)
+            for name in [*names, "undocumented"]
+        ]
+    )
+    with pytest.raises(ValueError, match=r"without an entry: \['undocumented'\]"):
+        assemble(sklearn="MLPClassifier")(Estimator)
+
+
+# A hand-typed list of registry names in README.md or a page follows a marker,
+# ``.. registry: SELECTION[; SELECTION]`` in reST, ``<!-- registry: ... -->``
+# in Markdown, which names the selections the next paragraph (up to a blank
+# line) lists. The names of a registry that the paragraph quotes (``"relu"``,
+# ``adamw``, `"gelu"`) are its list, and must be the selection, in registry
+# order: a new entry fails here, by page and selection, until the docs name it.
+def _sklearn_options(parameter):
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier._parameter_constraints[parameter][0].options
+
+
+REGISTRY_SELECTIONS = {
+    "solvers": (SOLVERS, lambda name, solver: True),
+    "stochastic solvers": (
+        SOLVERS,
+        lambda name, solver: solver.partial_fit_error() is None,
+    ),
+    "solvers without a stacked update": (
+        SOLVERS,
+        lambda name, solver: solver.stack_error() is not None,
+    ),
+    "solvers beyond MLPClassifier": (
+        SOLVERS,
+        lambda name, solver: name not in _sklearn_options("solver"),
+    ),
+    "activations": (ACTIVATIONS, lambda name, activation: True),
+    "activations beyond MLPClassifier": (
+        ACTIVATIONS,
+        lambda name, activation: name not in _sklearn_options("activation"),
+    ),
+}
+REGISTRY_MARKER = re.compile(r"^(?:\.\. |<!-- )registry: (.+?)(?: -->)?[ \t]*$")
+QUOTED_NAME = re.compile(r"""[`"']([a-z][a-z0-9_]*)[`"']""")
+
+
+def _registry_lists():
+    """(place, selection, the names its paragraph quotes) for every marker."""
+    found = []
+    for path in [ROOT / "README.md", *PAGES]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            marker = REGISTRY_MARKER.match(line)
+            if not marker:
+                continue
+            rest = lines[number + 1 :]
+            while rest and not rest[0].strip():
+                rest = rest[1:]
+            end = next((i for i, text in enumerate(rest) if not text.strip()), None)
+            paragraph = "\n".join(rest[:end])
+            place = f"{path.relative_to(ROOT)}:{number + 1}"
+            for selection in marker.group(1).split(";"):
+                found.append((place, selection.strip(), paragraph))
+    return found
+
+
+REGISTRY_LISTS = _registry_lists()
+
+
+def test_the_docs_mark_their_registry_lists():
+    # The places below hand-type lists of registry names; this keeps the
+    # parametrization below from shrinking unnoticed (a marker dropped in an
+    # edit). A new place is one more marker and one more line here.
+    places = sorted(
+        (place.split(":")[0], selection) for place, selection, _ in REGISTRY_LISTS
+    )
+    assert places == sorted(
+        [
+            ("README.md", "solvers beyond MLPClassifier"),
+            ("README.md", "activations beyond MLPClassifier"),
+            ("docs/getting_started.rst", "solvers beyond MLPClassifier"),
+            ("docs/getting_started.rst", "activations beyond MLPClassifier"),
+            ("docs/user_guide/differences.rst", "solvers beyond MLPClassifier"),
+            ("docs/user_guide/differences.rst", "activations beyond MLPClassifier"),
+            ("docs/user_guide/batched_search.rst", "solvers without a stacked update"),
+            ("docs/user_guide/dask.rst", "stochastic solvers"),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "place, selection, paragraph",
+    REGISTRY_LISTS,
+    ids=[f"{place.split(':')[0]}-{sel}" for place, sel, _ in REGISTRY_LISTS],
+)
+def test_registry_lists_in_the_docs_are_the_registry(place, selection, paragraph):
+    assert selection in REGISTRY_SELECTIONS, f"{place}: unknown {selection!r}"
+    registry, keep = REGISTRY_SELECTIONS[selection]
+    expected = [name for name, entry in registry.items() if keep(name, entry)]
+    quoted = QUOTED_NAME.findall(paragraph)
+    listed = list(dict.fromkeys(name for name in quoted if name in registry))
+    assert listed == expected, f"{place} lists the {selection} as {listed}"

@@ -38,9 +38,10 @@ class Activation:
         pre-activation, given ``delta``, the gradient with respect to the
         output. When ``in_place``, ``pre`` has been overwritten by ``out``
         and only ``out`` may be read.
-    onnx : callable
+    onnx : callable or None
         ``onnx(graph, x) -> name``: the ONNX nodes of the activation (see
-        :class:`skorchlite._skl2onnx._Graph`).
+        :class:`skorchlite._skl2onnx._Graph`); None if it has none (exporting
+        then says so).
     in_place : bool
         Whether ``forward`` overwrites its input (saves a buffer per layer
         when the derivative reads only the output).
@@ -55,7 +56,7 @@ class Activation:
     module: type
     forward: object
     derivative: object
-    onnx: object
+    onnx: object = None
     in_place: bool = False
     init_factor: float = 6.0
     doc: str = ""
@@ -84,7 +85,7 @@ ACTIVATIONS = {
             derivative=lambda delta, pre, out: delta,
             onnx=lambda graph, x: x,
             in_place=True,
-            doc="no-op activation, ``f(x) = x`` (a linear model per layer)",
+            doc="no activation, ``x`` itself (the network is a linear model).",
         ),
         Activation(
             "logistic",
@@ -94,7 +95,7 @@ ACTIVATIONS = {
             onnx=lambda graph, x: graph.node("Sigmoid", [x]),
             in_place=True,
             init_factor=2.0,
-            doc="the logistic sigmoid, ``f(x) = 1 / (1 + exp(-x))``",
+            doc="the logistic sigmoid, ``1 / (1 + exp(-x))``.",
         ),
         Activation(
             "tanh",
@@ -103,7 +104,7 @@ ACTIVATIONS = {
             derivative=lambda delta, pre, out: _aten.tanh_backward(delta, out),
             onnx=lambda graph, x: graph.node("Tanh", [x]),
             in_place=True,
-            doc="the hyperbolic tangent, ``f(x) = tanh(x)``",
+            doc="the hyperbolic tangent, ``tanh(x)``.",
         ),
         Activation(
             "relu",
@@ -112,7 +113,7 @@ ACTIVATIONS = {
             derivative=lambda delta, pre, out: _aten.threshold_backward(delta, out, 0),
             onnx=lambda graph, x: graph.node("Relu", [x]),
             in_place=True,
-            doc="the rectified linear unit, ``f(x) = max(0, x)``",
+            doc="the rectified linear unit, ``max(0, x)``.",
         ),
         Activation(
             "gelu",
@@ -120,7 +121,7 @@ ACTIVATIONS = {
             forward=torch.nn.functional.gelu,
             derivative=lambda delta, pre, out: _aten.gelu_backward(delta, pre),
             onnx=_gelu_onnx,
-            doc="``torch.nn.GELU``, ``x * Phi(x)`` (exact form)",
+            doc="``torch.nn.GELU``, ``x * Phi(x)`` with ``Phi`` the normal CDF.",
         ),
         Activation(
             "silu",
@@ -128,7 +129,7 @@ ACTIVATIONS = {
             forward=torch.nn.functional.silu,
             derivative=lambda delta, pre, out: _aten.silu_backward(delta, pre),
             onnx=_silu_onnx,
-            doc="``torch.nn.SiLU`` (swish), ``x * sigmoid(x)``",
+            doc="``torch.nn.SiLU``, ``x * sigmoid(x)``.",
         ),
         Activation(
             "leaky_relu",
@@ -139,7 +140,7 @@ ACTIVATIONS = {
             ),
             onnx=lambda graph, x: graph.node("LeakyRelu", [x], alpha=0.01),
             in_place=True,
-            doc="``torch.nn.LeakyReLU``, slope 0.01 below 0",
+            doc="``torch.nn.LeakyReLU``, ``max(0, x) + 0.01 * min(0, x)``.",
         ),
         Activation(
             "elu",
@@ -150,7 +151,7 @@ ACTIVATIONS = {
             ),
             onnx=lambda graph, x: graph.node("Elu", [x], alpha=1.0),
             in_place=True,
-            doc="``torch.nn.ELU``, ``exp(x) - 1`` below 0",
+            doc="``torch.nn.ELU``, ``x`` where ``x > 0``, else ``exp(x) - 1``.",
         ),
     )
 }

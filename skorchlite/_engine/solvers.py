@@ -375,17 +375,14 @@ class _AdamBase(Solver):
 
 class Adam(_AdamBase):
     name = "adam"
-    doc = (
-        "``torch.optim.Adam`` (``beta_1``, ``beta_2``, ``epsilon``), ``alpha`` "
-        "an L2 term of the loss as in ``MLPClassifier``"
-    )
+    doc = "``torch.optim.Adam``."
 
 
 class AdamW(_AdamBase):
     name = "adamw"
     doc = (
-        "``torch.optim.AdamW``: ``alpha`` is its decoupled ``weight_decay`` on "
-        "the weights (not the biases)"
+        "``torch.optim.AdamW``: ``alpha`` is its decoupled ``weight_decay`` of the "
+        "weights (not the biases)."
     )
     decoupled_decay = True
 
@@ -401,8 +398,8 @@ class AdamW(_AdamBase):
 class SGD(Solver):
     name = "sgd"
     doc = (
-        "``torch.optim.SGD`` with ``momentum`` and ``nesterovs_momentum``, and "
-        "the ``learning_rate`` schedules"
+        "``torch.optim.SGD``, with ``momentum``, ``nesterovs_momentum`` and the "
+        "``learning_rate`` schedule."
     )
 
     def schedule(self, settings, learning_rate=None):
@@ -452,9 +449,9 @@ class LBFGS(Solver):
 
     name = "lbfgs"
     doc = (
-        "full-batch L-BFGS: scipy's L-BFGS-B, run as ``MLPClassifier`` runs it "
-        "(``max_iter``, ``max_fun`` and ``tol`` stop it by the same rule), on "
-        "the loss and gradients torch computes"
+        "full-batch L-BFGS: scipy's L-BFGS-B, run as scikit-learn's MLPs run it "
+        "(``max_iter``, ``max_fun`` and ``tol`` stop it by the same rule), on the "
+        "loss and gradients torch computes."
     )
 
     def epochs_per_call(self, max_iter, incremental):
