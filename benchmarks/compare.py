@@ -45,7 +45,11 @@ def package_env(checkout):
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     spec = "import importlib.util as u; print(u.find_spec('skorchlite').origin)"
     origin = subprocess.run(
-        [sys.executable, "-c", spec], env=env, capture_output=True, text=True
+        [sys.executable, "-c", spec],
+        env=env,
+        cwd=checkout,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if not origin.startswith(str(checkout)):
         sys.exit(f"PYTHONPATH={checkout} imports skorchlite from {origin or 'nowhere'}")
