@@ -12,7 +12,8 @@ the other libraries', as JSON (what ``compare.py`` reads).
 
 ``--machine-facts`` measures the machine facts the docs quote
 (``results_machine.md``); ``batched_search.py`` compares the batched searches
-with scikit-learn's (``results_batched_search.md``). A full run that
+with scikit-learn's (``results_batched_search.md``); ``compare.py`` times two
+revisions of the package with these scripts (``results_compare.md``). A full run that
 writes into ``benchmarks/`` also renders the documentation's tables from the
 results files (``--docs`` renders them alone; see ``render_docs.py``).
 """
