@@ -7,21 +7,22 @@ two benchmarks; ``--turns N``; ``--output PATH``, by default
 
 Each revision is checked out into a temporary ``git worktree`` (removed at the
 end). Turn by turn, the benchmark scripts of *this* tree (``run.py`` and
-``batched_search.py``) run once against each checkout: the same interpreter,
-with ``PYTHONPATH`` set to the checkout, so that only the package differs, and
-each writes its seconds per configuration with ``--json``. The order alternates
-(before then after, after then before, ...) so that neither revision always
-runs first on a machine whose speed drifts. Ratios after/before are taken turn
-by turn, and the table gives their median and range. The other libraries'
-times (scikit-learn's, skorch's) do not depend on the revision: their ratios
-show this run's noise floor, and comparing a revision with itself shows it for
-ours.
+``batched_search.py``, copied at the start) run once against each checkout: the
+same interpreter, with ``PYTHONPATH`` set to the checkout, so that only the
+package differs, and each writes its seconds per configuration with ``--json``.
+The order alternates (before then after, after then before, ...) so that
+neither revision always runs first on a machine whose speed drifts. Ratios
+after/before are taken turn by turn, and the table gives their median and
+range. The other libraries' times (scikit-learn's, skorch's) do not depend on
+the revision: their ratios show this run's noise floor, and comparing a
+revision with itself shows it for ours.
 """
 
 import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BENCHMARKS = {"run": "run.py", "batched": "batched_search.py"}
+ignore = shutil.ignore_patterns("*.md", "__pycache__")
 
 
 def git(*args):
@@ -60,7 +62,7 @@ def benchmark_once(script, quick, checkout, folder, name):
     """Run ``script`` against the package in ``checkout``: ``{configuration:
     {side: seconds}}``, plus the whole process's wall time."""
     out = folder / name
-    command = [sys.executable, str(HERE / script), "--output", f"{out}.md"]
+    command = [sys.executable, str(script), "--output", f"{out}.md"]
     command += ["--json", f"{out}.json"] + (["--quick"] if quick else [])
     env = package_env(checkout)
     start = time.perf_counter()
@@ -131,6 +133,9 @@ def main():
     runs = {(b, which): [] for b in benchmarks for which in revisions}
     with tempfile.TemporaryDirectory(prefix="skorchlite-compare-") as temp:
         folder = Path(temp)
+        # The scripts as they are now: editing the tree during the run changes
+        # neither revision's benchmark.
+        scripts = shutil.copytree(HERE, folder / "benchmarks", ignore=ignore)
         checkouts = {which: folder / which for which in revisions}
         try:
             for which, path in checkouts.items():
@@ -145,7 +150,7 @@ def main():
                         )
                         runs[benchmark, which].append(
                             benchmark_once(
-                                BENCHMARKS[benchmark],
+                                scripts / BENCHMARKS[benchmark],
                                 args.quick,
                                 checkouts[which],
                                 folder,
