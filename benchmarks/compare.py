@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BENCHMARKS = {"run": "run.py", "batched": "batched_search.py"}
-ignore = shutil.ignore_patterns("*.md", "__pycache__")
+SNAPSHOT_SKIPS = shutil.ignore_patterns("*.md", "__pycache__")
 
 
 def git(*args):
@@ -135,7 +135,7 @@ def main():
         folder = Path(temp)
         # The scripts as they are now: editing the tree during the run changes
         # neither revision's benchmark.
-        scripts = shutil.copytree(HERE, folder / "benchmarks", ignore=ignore)
+        scripts = shutil.copytree(HERE, folder / "benchmarks", ignore=SNAPSHOT_SKIPS)
         checkouts = {which: folder / which for which in revisions}
         try:
             for which, path in checkouts.items():
