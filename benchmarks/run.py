@@ -7,11 +7,13 @@ drifts affects both sides alike. The first fit in a fresh process is reported
 on its own line. The markdown report is printed and written to
 ``benchmarks/results.md``; ``--quick`` writes into a temporary directory
 instead (``--output`` chooses the file), so a smoke run leaves the repository
-as it was.
+as it was. ``--json PATH`` also writes each configuration's seconds, ours and
+the other libraries', as JSON (what ``compare.py`` reads).
 
 ``--machine-facts`` measures the machine facts the docs quote
 (``results_machine.md``); ``batched_search.py`` compares the batched searches
-with scikit-learn's (``results_batched_search.md``). A full run that
+with scikit-learn's (``results_batched_search.md``); ``compare.py`` times two
+revisions of the package with these scripts (``results_compare.md``). A full run that
 writes into ``benchmarks/`` also renders the documentation's tables from the
 results files (``--docs`` renders them alone; see ``render_docs.py``).
 """
@@ -713,6 +715,34 @@ def report(args, cold, same, defaults, predict, search):
     return "\n".join(lines) + "\n"
 
 
+def times_json(cold, same, defaults, predict, search, n_predict_rows):
+    """``{configuration: {library: seconds}}``, ours named "ours": ``--json``."""
+
+    def side(lib):
+        return "ours" if lib == "skorchlite" else lib
+
+    times = {}
+    for which in ("first", "second"):
+        times[f"{which} fit in a fresh process"] = {
+            side(lib): r[which] for lib, r in cold.items()
+        }
+    for title, rows in [("same configuration", same), ("defaults", defaults)]:
+        for row in rows:
+            times[f"{title}, {row['dataset']}"] = {
+                side(lib): seconds for lib, seconds in row["seconds"].items()
+            }
+    times["predict, one row"] = {
+        side(lib): r["latency_us"] / 1e6 for lib, r in predict.items()
+    }
+    times[f"predict, {n_predict_rows:,} rows"] = {
+        side(lib): n_predict_rows / r["rows_per_s"] for lib, r in predict.items()
+    }
+    times["GridSearchCV(n_jobs=2), moons"] = {
+        side(lib): r["seconds"] for lib, r in search.items()
+    }
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller, faster run")
@@ -726,6 +756,12 @@ def main():
         type=Path,
         help="where to write the report (default: benchmarks/results.md or "
         "results_machine.md; with --quick, a file in a new temporary directory)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write each configuration's seconds (ours and the other "
+        "libraries') to this JSON file",
     )
     parser.add_argument(
         "--machine-facts",
@@ -750,6 +786,8 @@ def main():
         )
         args.output = folder / name
     warnings.simplefilter("ignore", ConvergenceWarning)
+    if args.machine_facts and args.json:
+        parser.error("--json writes the comparison's times, not the machine facts")
     if args.machine_facts:
         lines = machine_facts_report(args.quick)
         text = "\n".join([f"Machine: {machine()}.", "", *lines]) + "\n"
@@ -785,6 +823,11 @@ def main():
     search = bench_grid_search(args.repeats)
     text = report(args, cold, same, defaults, predict, search)
     finish(args, text)
+    if args.json:
+        times = times_json(cold, same, defaults, predict, search, args.predict_rows)
+        document = {"command": command_line(), "times": times}
+        args.json.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
     print(
         f"peak RSS of this process: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
