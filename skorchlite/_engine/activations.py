@@ -36,8 +36,9 @@ class Activation:
     derivative : callable
         ``derivative(delta, pre, out)``: the gradient with respect to the
         pre-activation, given ``delta``, the gradient with respect to the
-        output. When ``in_place``, ``pre`` has been overwritten by ``out``
-        and only ``out`` may be read.
+        output (a buffer it may overwrite: the kernels' ``out=`` variants
+        save an allocation per layer). When ``in_place``, ``pre`` has been
+        overwritten by ``out`` and only ``out`` may be read.
     onnx : callable or None
         ``onnx(graph, x) -> name``: the ONNX nodes of the activation (see
         :class:`skorchlite._skl2onnx._Graph`); None if it has none (exporting
@@ -91,7 +92,9 @@ ACTIVATIONS = {
             "logistic",
             nn.Sigmoid,
             forward=torch.sigmoid_,
-            derivative=lambda delta, pre, out: _aten.sigmoid_backward(delta, out),
+            derivative=lambda delta, pre, out: _aten.sigmoid_backward.grad_input(
+                delta, out, grad_input=delta
+            ),
             onnx=lambda graph, x: graph.node("Sigmoid", [x]),
             in_place=True,
             init_factor=2.0,
@@ -101,7 +104,9 @@ ACTIVATIONS = {
             "tanh",
             nn.Tanh,
             forward=torch.tanh_,
-            derivative=lambda delta, pre, out: _aten.tanh_backward(delta, out),
+            derivative=lambda delta, pre, out: _aten.tanh_backward.grad_input(
+                delta, out, grad_input=delta
+            ),
             onnx=lambda graph, x: graph.node("Tanh", [x]),
             in_place=True,
             doc="the hyperbolic tangent, ``tanh(x)``.",
@@ -110,7 +115,9 @@ ACTIVATIONS = {
             "relu",
             nn.ReLU,
             forward=torch.relu_,
-            derivative=lambda delta, pre, out: _aten.threshold_backward(delta, out, 0),
+            derivative=lambda delta, pre, out: _aten.threshold_backward.grad_input(
+                delta, out, 0, grad_input=delta
+            ),
             onnx=lambda graph, x: graph.node("Relu", [x]),
             in_place=True,
             doc="the rectified linear unit, ``max(0, x)``.",
