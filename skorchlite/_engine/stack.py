@@ -174,6 +174,10 @@ class MLPStack:
         Returns ``(loss (M,), grads, weight_sum)`` (see
         :func:`weighted_losses`); ``grads`` is shaped as :attr:`params`.
         """
+        with torch.no_grad():  # the gradients are written out, not recorded
+            return self._gradients(target, X, y, w, n_real, start)
+
+    def _gradients(self, target, X, y, w, n_real, start):
         logits, inputs, pres, outs, masks = self.forward(X, start)
         if y.dim() == 3:  # outputs in the activations' layout (M, outputs, B)
             y = y.mT.contiguous()
