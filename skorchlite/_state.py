@@ -9,7 +9,7 @@ GPU-trained model loads on a CPU, and a crafted file (skops loads untrusted
 ones) gets a ``ValueError`` naming the problem before anything is allocated
 from its values or handed to torch's kernels.
 
-The state of a fitted estimator replaces ``module_``, ``_optimizer``,
+The state of a fitted estimator replaces ``module_``, ``_solver_state``,
 ``_target`` and ``_history`` with:
 
 ``_module_state``
@@ -21,14 +21,15 @@ The state of a fitted estimator replaces ``module_``, ``_optimizer``,
     None (no optimizer yet), or ``{"learning_rate": float, "parameters":
     [...]}``: the current learning rate (``learning_rate="invscaling"`` and
     ``"adaptive"`` lower it as training goes) and one entry per parameter in
-    the optimizer's order: None (no state yet) or a dict of the solver's
-    ``state_entries`` (step counts as ints, moments as arrays). The other
-    hyper-parameters are not stored: the optimizer is built from the
-    estimator's validated parameters.
+    the solver's order: None (no state yet) or a dict of what the solver's
+    state holds (:meth:`skorchlite._engine.solvers.Solver.new_state`: a
+    ``"step"`` count as an int, moments as arrays). The other
+    hyper-parameters are not stored: they are the estimator's validated
+    parameters.
 ``_target_type``
     The name of the target in :data:`skorchlite._targets.TARGETS`.
 ``_history``
-    The :class:`skorchlite._training.History` fields, as a dict.
+    The :class:`skorchlite._engine.loop.History` fields, as a dict.
 """
 
 import dataclasses

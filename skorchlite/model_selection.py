@@ -43,8 +43,13 @@ from sklearn.utils.validation import _check_method_params, _num_samples, indexab
 
 from ._base import BaseTorchMLP, _seed_from, has_callbacks, prepare_fit, publish_fit
 from ._classifier import TorchMLPClassifier
-from ._engine.batched import BatchedGroup, BatchedJob, stack_error, train_groups
-from ._engine.network import linear_layers
+from ._engine.batched import (
+    BatchedGroup,
+    BatchedJob,
+    plan_groups,
+    stack_error,
+    train_groups,
+)
 from ._regressor import TorchMLPRegressor
 from ._warnings import warn_at_caller
 
@@ -160,15 +165,15 @@ class _BatchedSearchMixin(BaseSearchCV):
                 f"candidates, totalling {len(tasks)} fits"
             )
         out = [None] * len(tasks)
-        groups, reasons = defaultdict(list), defaultdict(list)
+        jobs, reasons = [], defaultdict(list)
         caches = {"data": {}, "preprocessed": defaultdict(list)}
         for index, (c, s) in enumerate(tasks):
             job = self._prepare(base, context, c, s, caches)
             if isinstance(job, str):
                 reasons[job].append(index)
             else:
-                groups[_group_key(job)].append((index, job))
-        groups = [part for group in groups.values() for part in _split_by_width(group)]
+                jobs.append((index, job))
+        groups = plan_groups(jobs)
         runs = [BatchedGroup([job for _, job in members]) for members in groups]
         train_groups(runs)
         for members, run in zip(groups, runs, strict=True):
@@ -840,62 +845,3 @@ def _preprocessed(pipeline, params, split, X_train, y_train, caches):
             found = (steps.steps, Xt)
     seen.append((own, found))
     return found if isinstance(found, str) else (len(seen) - 1, *found)
-
-
-# A group whose stacked hidden activations exceed this many numbers is split by
-# width: its steps are then memory-bound, and padding narrow models to the
-# widest would only add work. Smaller groups are dominated by per-step
-# overhead, so padding them into one run is cheaper.
-PAD_ALL_MAX_ACTIVATIONS = 2**16
-
-# Runs stack at most about this many hidden activations per step: beyond it the
-# step's tensors outgrow the caches, and the time per model grew (60 moons
-# models of width 100 took 1.5x as long per model as 20 of them).
-RUN_MAX_ACTIVATIONS = 2**19
-
-
-def _split_by_width(members):
-    """Split a large group into runs of similar widths (powers of 2) and sizes."""
-
-    def widths(job):
-        return [layer.out_features for layer in linear_layers(job.module)[:-1]]
-
-    def activations(group):
-        widest = [max(w) for w in zip(*(widths(job) for _, job in group), strict=True)]
-        return len(group) * group[0][1].spec.batch_size * sum(widest)
-
-    if activations(members) <= PAD_ALL_MAX_ACTIVATIONS:
-        return [members]
-    buckets = defaultdict(list)
-    for member in members:
-        key = tuple(1 << (w - 1).bit_length() for w in widths(member[1]))
-        buckets[key].append(member)
-    runs = []
-    for bucket in buckets.values():
-        n_runs = -(-activations(bucket) // RUN_MAX_ACTIVATIONS)
-        size = -(-len(bucket) // n_runs)
-        runs += [bucket[i : i + size] for i in range(0, len(bucket), size)]
-    return runs
-
-
-def _group_key(job):
-    """Models with the same key run the same loop: they train together."""
-    spec, estimator = job.spec, job.estimator
-    n_samples = spec.data.n_samples
-    target = spec.target
-    return (
-        # Training sets of different sizes share a run if they give the same
-        # batches (all full but the last).
-        spec.batch_size,
-        -(-n_samples // spec.batch_size),
-        spec.data.X.shape[1],
-        spec.data.dtype,
-        str(spec.data.device),
-        estimator.solver,
-        estimator.activation,
-        estimator.n_layers_,
-        spec.shuffle,
-        target.name,
-        target.out_activation,
-        target.n_outputs,
-    )

@@ -6,14 +6,15 @@ whether ``alpha`` is an L2 term or a decoupled weight decay, and which
 learning-rate schedule applies. :class:`LBFGS` owns its whole full-batch loop.
 The rest of the package asks the entry; none tests which kind it is.
 
-The updates are torch's own optimizers: each calls the functional entry point
-that ``torch.optim.Adam`` / ``AdamW`` / ``SGD`` call (``torch.optim.adam.adam``,
-``torch.optim.sgd.sgd``), with the same kernel choice (fused Adam on CPU and
-CUDA), once per run of stacked models sharing their hyper-parameters. That is
-torch's arithmetic exactly (``tests/test_conformance.py`` holds every entry to
-its torch optimizer step by step) without ``Optimizer.step``'s Python
-bookkeeping (~150 us a call here, ten times the fused kernel) or its lazy
-import of ``torch._dynamo`` (0.7 s on the first fit of a process).
+The updates are torch's own optimizers: each calls the kernels that
+``torch.optim.Adam`` / ``AdamW`` / ``SGD`` run (the fused Adam kernels on CPU
+and CUDA, ``torch.optim.sgd.sgd`` and ``torch.optim.adam.adam`` elsewhere),
+once per run of stacked models sharing their hyper-parameters. That is
+torch's arithmetic exactly (``tests/test_engine_solvers.py`` holds every entry
+to the optimizer its :meth:`Solver.reference` names, step by step, bit for
+bit) without ``Optimizer.step``'s Python bookkeeping (~150 us a call here,
+ten times the fused kernel) or its lazy import of ``torch._dynamo`` (0.7 s on
+the first fit of a process).
 
 Adding a solver is adding one entry here: its state is whatever
 :meth:`Solver.new_state` creates, saved and restored without a list to keep
