@@ -257,13 +257,16 @@ class Solver:
         return runs
 
     def _kernel(self, params, grads, tensors, steps, options):
-        raise NotImplementedError
+        raise NotImplementedError(f"solver={self.name!r} defines no _kernel().")
 
     def reference(self, params, settings):
         """The torch optimizer this entry's update reproduces, on ``params``
-        (one model's, a list): what ``tests/test_conformance.py`` holds the
-        update to, step by step."""
-        raise NotImplementedError
+        (one model's, a list): what ``tests/test_engine_solvers.py`` holds
+        the update to, step by step."""
+        raise NotImplementedError(
+            f"solver={self.name!r} names no reference torch optimizer: define "
+            "reference() to return the optimizer its update reproduces."
+        )
 
     # ----------------------------------------------------- saved state
 
