@@ -91,8 +91,8 @@ def fitted_target(estimator):
 
 def prepare_fit(estimator, X, y, sample_weight):
     """Validate and initialize ``estimator`` for a first fit on ``(X, y)``, as
-    its own ``fit`` does, and return the call's :class:`FitSpec` (with the
-    stack of one of its module); for the batched searches.
+    its own ``fit`` does, and return the call's :class:`FitSpec`; for the
+    batched searches (``estimator.module_`` then holds the initial weights).
 
     Raises what the estimator's ``fit`` raises on invalid parameters or data;
     warnings are the caller's to filter.

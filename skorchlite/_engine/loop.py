@@ -315,7 +315,7 @@ class StackTraining:
         checkpoints = [history.checkpoint() for history in self.histories]
         listener = self.listener or EpochListener()
         listener.start(self.specs[0].max_epochs)
-        self.state._runs = None  # the stack's tensors are new
+        self.state.forget_views()  # the stack's tensors are new
         self.stack.train()
         epoch = 0
         try:

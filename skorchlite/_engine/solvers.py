@@ -89,10 +89,15 @@ class SolverState:
         self.step = step
         self._runs = None
 
+    def forget_views(self):
+        """Drop the views of the parameters and state kept between steps
+        (new parameter tensors, or other learning rates, need new ones)."""
+        self._runs = None
+
     def set_learning_rates(self, learning_rates):
         if learning_rates != self.learning_rates:
             self.learning_rates = list(learning_rates)
-            self._runs = None
+            self.forget_views()
 
     def keep(self, rows):
         """Keep the models of ``rows`` (a list of ints)."""
@@ -104,7 +109,7 @@ class SolverState:
         }
         self.learning_rates = [self.learning_rates[i] for i in rows]
         self.row_options = [self.row_options[i] for i in rows]
-        self._runs = None
+        self.forget_views()
 
     def copy(self):
         return SolverState(
@@ -138,6 +143,8 @@ class Solver:
     decoupled_decay = False
     #: State entries that must be >= 0 (a check on loading only).
     nonnegative = ()
+    #: The state counts steps (saved as each parameter's ``"step"``).
+    _counts_steps = False
 
     # ---------------------------------------------------- what it implies
 
@@ -318,8 +325,6 @@ class Solver:
                 value = torch.as_tensor(entry[name])
                 tensors[index][0].copy_(value)
         return state
-
-    _counts_steps = False
 
 
 class _AdamBase(Solver):

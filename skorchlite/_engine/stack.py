@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .activations import activation_of
-from .network import linear_layers
+from .network import Dropout, linear_layers
 
 
 def _matmul(a, b):
@@ -106,8 +106,6 @@ class MLPStack:
         alternating with one registry activation, and our dropout)."""
         if not isinstance(module, nn.Sequential):
             return None
-        from .network import Dropout
-
         layers = [layer for layer in module if not isinstance(layer, Dropout)]
         linears = linear_layers(module)
         if len(layers) != 2 * len(linears) - 1:
