@@ -338,8 +338,12 @@ class _AdamBase(Solver):
                 "exp_avg_sq": [torch.zeros_like(p) for p in params],
             },
             [s.learning_rate_init for s in settings],
-            [(s.beta_1, s.beta_2, s.epsilon, s.alpha) for s in settings],
+            [(s.beta_1, s.beta_2, s.epsilon, self._decay(s)) for s in settings],
         )
+
+    def _decay(self, settings):
+        """The decoupled weight decay the kernel applies (AdamW's alpha)."""
+        return settings.alpha if self.decoupled_decay else 0.0
 
     def _kernel(self, params, grads, tensors, steps, options):
         lr, beta_1, beta_2, epsilon, alpha = options
