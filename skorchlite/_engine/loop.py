@@ -391,7 +391,7 @@ class StackTraining:
                 add_penalty_gradient(stack, grads, l2, weight_sum)
             clip_gradients(grads, max_norm)
             solver.update(state, stack.params, grads)
-            total = total + loss * n_real
+            total = total + loss * (float(n_real) if type(n_real) is int else n_real)
             n_batches += 1
         n_samples = torch.tensor(data.n_samples, dtype=loss.dtype, device=loss.device)
         # Like MLPClassifier: the mean of the batch losses, weighted by rows.
