@@ -233,7 +233,7 @@ class ModuleStack:
         parameters = list(module.parameters())
         self._parameters = parameters
         self.params = [p.detach()[None] for p in parameters]
-        #: Indices of the parameters under the L2 penalty.
+        #: The ids of the parameters under the L2 penalty.
         self._penalized = {id(p) for p in penalized}
 
     @property
