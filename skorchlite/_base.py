@@ -465,8 +465,8 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                 X, y, weights, seed
             )
             validation = self._to_training_data(X_val, y_val, w_val)
-        settings = SolverSettings(
-            **{name: getattr(self, name) for name in SOLVER_SETTINGS},
+        settings = SolverSettings.of(
+            {name: getattr(self, name) for name in SOLVER_SETTINGS}
         )
         return FitSpec(
             data=self._to_training_data(X, y, weights),

@@ -298,11 +298,8 @@ def _param_names(estimator):
 
 
 def _settings(estimator):
-    return SolverSettings(
-        **{
-            name: getattr(estimator, name)
-            for name in SolverSettings.__dataclass_fields__
-        }
+    return SolverSettings.of(
+        {name: getattr(estimator, name) for name in SolverSettings.__dataclass_fields__}
     )
 
 

@@ -25,6 +25,18 @@ class SolverSettings:
     max_fun: int
     tol: float
 
+    @classmethod
+    def of(cls, values):
+        """The settings from a mapping of (validated) parameter values, each
+        as its field's type: ``momentum=True`` passes validation (a bool is a
+        real) but torch's kernels refuse a bool hyper-parameter."""
+        return cls(
+            **{
+                name: field.type(values[name])
+                for name, field in cls.__dataclass_fields__.items()
+            }
+        )
+
 
 @dataclass(frozen=True)
 class FitSpec:
