@@ -60,9 +60,6 @@ from ._state import (
 )
 from ._warnings import warn_at_caller
 
-#: The parameters the solvers read (:class:`SolverSettings`).
-SOLVER_SETTINGS = tuple(SolverSettings.__dataclass_fields__)
-
 try:
     from sklearn.callback import CallbackSupportMixin
 except ImportError:  # scikit-learn < 1.9 has no callback API
@@ -437,17 +434,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
     def _stack(self, spec):
         """The module as the engine's stack of one (closed-form gradients for
         our MLPs, autograd for a module the user changed)."""
-        dropout = None
-        if spec.dropout:
-            linears = linear_layers(self.module_)
-            dropout = DropoutMasks(
-                [spec.dropout],
-                [spec.seed],
-                [[layer.out_features for layer in linears[:-1]]],
-                [spec.data.n_samples],
-                spec.batch_size,
-                spec.data.device,
-            )
+        dropout = DropoutMasks.of([spec], [self.module_])
         return stack_of(self.module_, self._penalized_weights(), dropout)
 
     def _fit_spec(self, X, y, weights, incremental, seed):
@@ -465,9 +452,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
                 X, y, weights, seed
             )
             validation = self._to_training_data(X_val, y_val, w_val)
-        settings = SolverSettings.of(
-            {name: getattr(self, name) for name in SOLVER_SETTINGS}
-        )
+        settings = SolverSettings.of(self)
         return FitSpec(
             data=self._to_training_data(X, y, weights),
             validation=validation,

@@ -298,9 +298,7 @@ def _param_names(estimator):
 
 
 def _settings(estimator):
-    return SolverSettings.of(
-        {name: getattr(estimator, name) for name in SolverSettings.__dataclass_fields__}
-    )
+    return SolverSettings.of(estimator)
 
 
 def _stacked_parameters(module):

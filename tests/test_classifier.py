@@ -1126,9 +1126,7 @@ def test_solvers_learn(make_clf, fit_quietly, blobs, solver, optimizer):
     assert clf.score(X, y) > 0.9
     if optimizer is not None:
         # The update is torch's optimizer (tests/test_engine_solvers.py).
-        settings = SolverSettings(
-            **{name: getattr(clf, name) for name in SolverSettings.__dataclass_fields__}
-        )
+        settings = SolverSettings.of(clf)
         reference = SOLVERS[solver].reference(list(clf.module_.parameters()), settings)
         assert type(reference) is optimizer
 

@@ -239,17 +239,9 @@ class BatchedGroup:
             zero = activation.forward(torch.zeros(1, dtype=self.dtype))
             if zero.item() != 0:
                 grad_mask = real
-        dropout = None
-        specs = [job.spec for job in self.jobs]
-        if any(spec.dropout for spec in specs):
-            dropout = DropoutMasks(
-                [spec.dropout for spec in specs],
-                [spec.seed for spec in specs],
-                [_sizes(job.module)[:-1] for job in self.jobs],
-                [spec.data.n_samples for spec in specs],
-                self.batch_size,
-                self.device,
-            )
+        dropout = DropoutMasks.of(
+            [job.spec for job in self.jobs], [job.module for job in self.jobs]
+        )
         return MLPStack(params, activation, dropout, grad_mask)
 
 

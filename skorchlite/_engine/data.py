@@ -217,14 +217,14 @@ class StackedData:
             rows_order = torch.stack(
                 [self.pad_permutation(p) for p in permutations]
             ).to(self.X.device)
-        return self._batches(rows_order, self.batch_size, self.batch_size)
+        return self._batches(rows_order, self.batch_size)
 
     def in_order(self, chunk):
         M = self.data_id.shape[0]
         rows_order = torch.arange(self.n_rows, device=self.X.device).expand(M, -1)
-        return self._batches(rows_order, chunk, chunk)
+        return self._batches(rows_order, chunk)
 
-    def _batches(self, rows_order, size, _):
+    def _batches(self, rows_order, size):
         n = self.n_real
         M = rows_order.shape[0]
         # Each model's rows in this epoch's order are gathered a few batches at

@@ -26,13 +26,13 @@ class SolverSettings:
     tol: float
 
     @classmethod
-    def of(cls, values):
-        """The settings from a mapping of (validated) parameter values, each
-        as its field's type: ``momentum=True`` passes validation (a bool is a
-        real) but torch's kernels refuse a bool hyper-parameter."""
+    def of(cls, estimator):
+        """The settings of ``estimator``'s (validated) parameters, each as its
+        field's type: ``momentum=True`` passes validation (a bool is a real)
+        but torch's kernels refuse a bool hyper-parameter."""
         return cls(
             **{
-                name: field.type(values[name])
+                name: field.type(getattr(estimator, name))
                 for name, field in cls.__dataclass_fields__.items()
             }
         )

@@ -126,10 +126,6 @@ class MLPStack:
         return cls(params, activation, dropout)
 
     @property
-    def n_models(self):
-        return self.params[0].shape[0]
-
-    @property
     def weights(self):
         """The weights (under the L2 penalty), not the biases."""
         return self.params[::2]
@@ -235,10 +231,6 @@ class ModuleStack:
         self.params = [p.detach()[None] for p in parameters]
         #: The ids of the parameters under the L2 penalty.
         self._penalized = {id(p) for p in penalized}
-
-    @property
-    def n_models(self):
-        return 1
 
     @property
     def weights(self):
@@ -357,6 +349,21 @@ class DropoutMasks:
         self.widths = list(widths)  # each model's hidden widths
         self.n_samples = list(n_samples)
         self.batch_size = batch_size
+
+    @classmethod
+    def of(cls, specs, modules):
+        """The masks of the fits ``specs`` of ``modules`` (their stack's
+        order), or None when none of them drops out."""
+        if not any(spec.dropout for spec in specs):
+            return None
+        return cls(
+            [spec.dropout for spec in specs],
+            [spec.seed for spec in specs],
+            [[layer.out_features for layer in linear_layers(m)[:-1]] for m in modules],
+            [spec.data.n_samples for spec in specs],
+            specs[0].batch_size,
+            specs[0].data.device,
+        )
 
     def mask(self, layer, activation, start):
         """The masks ``(M, width, B)`` of hidden ``layer`` for a batch."""
