@@ -4,8 +4,11 @@ Fitted fixtures are module-scoped and shared: tests must not mutate them
 (``clone`` or ``copy.deepcopy`` first).
 """
 
+import importlib
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +20,24 @@ from skorchlite import TorchMLPClassifier
 # Randomized tests (threads, interrupts) repeat a few times in CI and many
 # times with SKORCHLITE_SLOW_TESTS=1.
 SLOW_TESTS = os.environ.get("SKORCHLITE_SLOW_TESTS", "0") not in {"", "0"}
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def import_benchmark():
+    """``import_benchmark(name)``: the script ``benchmarks/<name>.py`` as a
+    module (the scripts import each other by their bare names)."""
+
+    def load(name):
+        sys.path.insert(0, str(BENCHMARKS))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(str(BENCHMARKS))
+
+    return load
+
 
 # Small networks and few epochs keep every fit in the tens of milliseconds.
 SMALL = {"hidden_layer_sizes": (8,), "max_iter": 10, "random_state": 0}

@@ -1,21 +1,11 @@
 """benchmarks/compare.py's ratios: after/before turn by turn, then the median."""
 
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def compare():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import compare
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return compare
+def compare(import_benchmark):
+    return import_benchmark("compare")
 
 
 def test_ratios_are_medians_of_each_turns_ratio(compare):

@@ -14,13 +14,8 @@ SCRIPT = BENCHMARKS / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return gpu_check
+def gpu_check(import_benchmark):
+    return import_benchmark("gpu_check")
 
 
 def _statuses(output):
