@@ -1,10 +1,10 @@
 """skorchlite: scikit-learn's MLPClassifier and MLPRegressor, trained as real
-torch.nn.Modules."""
+torch.nn.Modules, and the same estimators for any module of your own."""
 
-from ._classifier import TorchMLPClassifier
+from ._classifier import TorchClassifier, TorchMLPClassifier
 from ._onnx import export_onnx
 from ._persistence import load, save
-from ._regressor import TorchMLPRegressor
+from ._regressor import TorchMLPRegressor, TorchRegressor
 from ._skl2onnx import register_onnx_converters
 from .model_selection import (
     BatchedGridSearchCV,
@@ -22,8 +22,10 @@ __all__ = [
     "BatchedHalvingRandomSearchCV",
     "BatchedRandomizedSearchCV",
     "LossCurveDisplay",
+    "TorchClassifier",
     "TorchMLPClassifier",
     "TorchMLPRegressor",
+    "TorchRegressor",
     "__version__",
     "export_onnx",
     "load",

@@ -1,10 +1,14 @@
-"""The estimator shared by TorchMLPClassifier and TorchMLPRegressor.
+"""The estimator shared by all of ours, and the MLPs' network.
 
-Everything here is target-agnostic: the shared parameters and their
-validation, the fit (validation, initialization, the training plan handed to
-the loop, snapshot and restore on failure, progress and callbacks, publishing
-the fitted attributes), batched prediction and pickling. The subclasses add
-their target handling, predict methods, docstrings and tags.
+:class:`BaseTorchEstimator` is target- and network-agnostic: the training
+parameters and their validation, the fit (validation, initialization, the
+training plan handed to the loop, snapshot and restore on failure, progress
+and callbacks, publishing the fitted attributes), batched prediction and
+pickling. Its subclasses say which network it trains: :class:`BaseTorchMLP`
+builds MLPClassifier's (``hidden_layer_sizes``, ``activation``, ``dropout``),
+:class:`skorchlite._module.BaseTorchModule` calls the user's ``module``. The
+classifier and regressor add their target handling, predict methods,
+docstrings and tags.
 """
 
 import copy
@@ -53,6 +57,8 @@ from ._state import (
     check_solver_state,
     check_state_keys,
     fitted_state,
+    mlp_values,
+    rebuild_mlp,
     rebuild_solver_state,
     restore_fitted,
     solver_state_from_torch,
@@ -95,9 +101,10 @@ def prepare_fit(estimator, X, y, sample_weight):
     warnings are the caller's to filter.
     """
     estimator._validate_params()
+    estimator._check_architecture()
     X, y = estimator._validate_fit_data(X, y, True, None)
     weights = estimator._training_weights(X, y, sample_weight)
-    estimator._initialize(X, estimator._hidden_layer_sizes())
+    estimator._initialize(X)
     return estimator._fit_spec(X, y, weights, False, estimator._seed)
 
 
@@ -129,8 +136,13 @@ def _conclude(estimator, history, outcome):
         warn_at_caller(message, ConvergenceWarning)
 
 
-class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
-    """Base of the MLP estimators: use TorchMLPClassifier or TorchMLPRegressor."""
+class BaseTorchEstimator(CallbackSupportMixin, BaseEstimator):
+    """Base of our estimators: the training; subclasses give the network.
+
+    A subclass defines :meth:`_check_architecture`, :meth:`_build_module`,
+    :meth:`_penalized_weights`, :meth:`_training_randomness` and the state
+    codec (:meth:`_module_values`, :meth:`_rebuild_module`).
+    """
 
     # The "?" link of the HTML repr (sklearn's _HTMLDocumentationLinkMixin).
     _doc_link_module = "skorchlite"
@@ -140,11 +152,6 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
     )
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": [
-            "array-like",
-            Interval(Integral, 1, None, closed="left"),
-        ],
-        "activation": [StrOptions(set(ACTIVATIONS))],
         "solver": [StrOptions(set(SOLVERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [
@@ -174,15 +181,12 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "dtype": [StrOptions({"float32", "float64"}), None],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
         *,
         solver="adam",
         alpha=0.0001,
@@ -207,12 +211,9 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         max_fun=15000,
         device="auto",
         dtype=None,
-        dropout=0.0,
         max_grad_norm=None,
         predict_batch_size=16384,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
@@ -236,7 +237,6 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
-        self.dropout = dropout
         self.max_grad_norm = max_grad_norm
         self.predict_batch_size = predict_batch_size
 
@@ -275,7 +275,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
         )
-        hidden_layer_sizes = self._hidden_layer_sizes()
+        self._check_architecture()
         # Before the snapshot, so that a failed fit keeps what sklearn needs to
         # tear the callbacks down.
         callback_ctx = self._start_callbacks(incremental)
@@ -286,7 +286,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             X, y = self._validate_fit_data(X, y, first_pass, classes)
             weights = self._training_weights(X, y, sample_weight)
             if first_pass:
-                self._initialize(X, hidden_layer_sizes)
+                self._initialize(X)
             callbacks = None
             if callback_ctx is not None:
                 metadata = (
@@ -324,9 +324,6 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         return self._init_callback_context(
             max_subtasks=self._solver_spec.epochs_per_call(self.max_iter, incremental)
         )
-
-    def _hidden_layer_sizes(self):
-        return check_hidden_layer_sizes(self.hidden_layer_sizes)
 
     def _validate_fit_data(self, X, y, first_pass, classes):
         X, y = validate_data(
@@ -382,26 +379,50 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         if solver_state is not None:
             self._solver_state = solver_state
 
-    def _initialize(self, X, hidden_layer_sizes):
+    # --------------------------------------------- what a subclass defines
+
+    def _check_architecture(self):
+        """Raise ValueError if the network's parameters are invalid (before
+        anything is fitted)."""
+        raise NotImplementedError
+
+    def _build_module(self, X, n_outputs, dtype, device):
+        """The initial network for ``X`` (validated) and ``n_outputs`` outputs,
+        in ``dtype`` on ``device``, drawn from ``self._seed``."""
+        raise NotImplementedError
+
+    def _penalized_weights(self):
+        """The parameters of ``module_`` under the L2 penalty ``alpha``."""
+        raise NotImplementedError
+
+    def _training_randomness(self, seed, device):
+        """A context in which the module's training-mode draws (dropout) come
+        from a generator seeded with ``seed``."""
+        raise NotImplementedError
+
+    def _module_values(self):
+        """``module_`` as plain values (``_module_state``), or TypeError if it
+        cannot be (a module the user changed)."""
+        raise NotImplementedError
+
+    def _rebuild_module(self, saved, state):
+        """The CPU module of the plain values ``saved`` (see
+        :meth:`_module_values`), checked against the parameters and the
+        fitted attributes in ``state``; ValueError if they disagree."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fit
+
+    def _initialize(self, X):
         target = self._target
         device = resolve_device(self.device)
         self._seed = _seed_from(self.random_state)
-        self.module_ = build_mlp(
-            X.shape[1],
-            hidden_layer_sizes,
-            target.n_outputs,
-            activation=self.activation,
-            dropout=self.dropout,
-            # MLPClassifier's draws: np.random.RandomState(random_state).
-            random_state=np.random.RandomState(self._seed % 2**32),
-            dtype=resolve_dtype(
-                self.dtype, self._solver_spec.training_dtype(X.dtype), device
-            ),
-            device=device,
-        ).eval()
+        dtype = resolve_dtype(
+            self.dtype, self._solver_spec.training_dtype(X.dtype), device
+        )
+        self.module_ = self._build_module(X, target.n_outputs, dtype, device).eval()
         self.n_outputs_ = target.n_outputs
         self.out_activation_ = target.out_activation
-        self.n_layers_ = len(hidden_layer_sizes) + 2
         self._history = History()
         self._solver_state = None
 
@@ -422,7 +443,8 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         )
         device, _ = self._module_placement()
         threads = cpu_threads_for(self.module_, spec.batch_size, backward=True)
-        with dropout_generator(self.module_, spec.seed, device), torch_threads(threads):
+        randomness = self._training_randomness(spec.seed, device)
+        with randomness, torch_threads(threads):
             outcome = solver.train(spec, stack, history, state, listener)
         self._solver_state = state
         if outcome.interrupted:
@@ -466,7 +488,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             max_grad_norm=self.max_grad_norm,
-            dropout=self.dropout,
+            dropout=getattr(self, "dropout", 0.0),
             validation_batch_size=self.predict_batch_size,
             incremental=incremental,
         )
@@ -509,9 +531,6 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             device=device,
             dtype=dtype,
         )
-
-    def _penalized_weights(self):
-        return [layer.weight for layer in linear_layers(self.module_)]
 
     def _check_finite_weights(self):
         if not all(torch.isfinite(p).all() for p in self.module_.parameters()):
@@ -591,41 +610,6 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             )
         return outputs
 
-    # --------------------------------------------------- derived attributes
-
-    @property
-    def coefs_(self):
-        """Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out).
-
-        On the CPU, views of the module's weights: editing them in place
-        edits the model, as editing ``MLPClassifier``'s does. On a GPU,
-        read-only copies. Assigning an item or the whole list copies the
-        values into the module (see :mod:`skorchlite._layer_arrays`).
-        """
-        return read_layer_arrays(self.module_, "coefs_")
-
-    @coefs_.setter
-    def coefs_(self, arrays):
-        self._write_layer_arrays("coefs_", arrays)
-
-    @property
-    def intercepts_(self):
-        """Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
-        shared with the module as ``coefs_`` is."""
-        return read_layer_arrays(self.module_, "intercepts_")
-
-    @intercepts_.setter
-    def intercepts_(self, arrays):
-        self._write_layer_arrays("intercepts_", arrays)
-
-    def _write_layer_arrays(self, name, arrays):
-        if not hasattr(self, "module_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet: fit it "
-                f"before setting {name} (its shapes are the fitted network's)."
-            )
-        write_layer_arrays(self.module_, name, arrays)
-
     # ------------------------------------------------------------ pickling
 
     def __getstate__(self):
@@ -639,7 +623,11 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             try:
                 with torch_threads(1):
                     plain = fitted_state(
-                        self, self._target, self._history, solver_state
+                        self,
+                        self._module_values(),
+                        self._target,
+                        self._history,
+                        solver_state,
                     )
             except TypeError:
                 # A module_ the user changed into layers we do not build cannot
@@ -689,7 +677,7 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
             self._validate_params()
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid parameters: {exc}") from None
-        attributes, solver_values = restore_fitted(self, state)
+        attributes, solver_values = restore_fitted(self, state, self._rebuild_module)
         for key in STATE_KEYS:
             vars(self).pop(key, None)
         vars(self).update(attributes)
@@ -722,6 +710,98 @@ class BaseTorchMLP(CallbackSupportMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+class BaseTorchMLP(BaseTorchEstimator):
+    """Base of the MLP estimators: use TorchMLPClassifier or TorchMLPRegressor."""
+
+    _parameter_constraints: dict = {
+        **BaseTorchEstimator._parameter_constraints,
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        dropout=0.0,
+        **training_parameters,
+    ):
+        super().__init__(**training_parameters)
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+
+    def _check_architecture(self):
+        check_hidden_layer_sizes(self.hidden_layer_sizes)
+
+    def _build_module(self, X, n_outputs, dtype, device):
+        hidden_layer_sizes = check_hidden_layer_sizes(self.hidden_layer_sizes)
+        self.n_layers_ = len(hidden_layer_sizes) + 2
+        return build_mlp(
+            X.shape[1],
+            hidden_layer_sizes,
+            n_outputs,
+            activation=self.activation,
+            dropout=self.dropout,
+            # MLPClassifier's draws: np.random.RandomState(random_state).
+            random_state=np.random.RandomState(self._seed % 2**32),
+            dtype=dtype,
+            device=device,
+        )
+
+    def _penalized_weights(self):
+        return [layer.weight for layer in linear_layers(self.module_)]
+
+    def _training_randomness(self, seed, device):
+        return dropout_generator(self.module_, seed, device)
+
+    def _module_values(self):
+        return mlp_values(self)
+
+    def _rebuild_module(self, saved, state):
+        return rebuild_mlp(self, saved, state)
+
+    # --------------------------------------------------- derived attributes
+
+    @property
+    def coefs_(self):
+        """Weight matrices, ``coefs_[i]`` of shape (fan_in, fan_out).
+
+        On the CPU, views of the module's weights: editing them in place
+        edits the model, as editing ``MLPClassifier``'s does. On a GPU,
+        read-only copies. Assigning an item or the whole list copies the
+        values into the module (see :mod:`skorchlite._layer_arrays`).
+        """
+        return read_layer_arrays(self.module_, "coefs_")
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._write_layer_arrays("coefs_", arrays)
+
+    @property
+    def intercepts_(self):
+        """Bias vectors of the layers, ``intercepts_[i]`` of shape (fan_out,),
+        shared with the module as ``coefs_`` is."""
+        return read_layer_arrays(self.module_, "intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        self._write_layer_arrays("intercepts_", arrays)
+
+    def _write_layer_arrays(self, name, arrays):
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: fit it "
+                f"before setting {name} (its shapes are the fitted network's)."
+            )
+        write_layer_arrays(self.module_, name, arrays)
 
 
 def _seed_from(random_state):

@@ -308,7 +308,11 @@ def assemble(*, sklearn):
 
     def decorate(cls):
         values = {"sklearn": sklearn}
-        signature = list(inspect.signature(cls).parameters)
+        # A ``**module_params`` parameter is documented under that header.
+        signature = [
+            f"**{p.name}" if p.kind == p.VAR_KEYWORD else p.name
+            for p in inspect.signature(cls).parameters.values()
+        ]
 
         def parameter_rank(name):
             if name not in signature:
@@ -320,7 +324,11 @@ def assemble(*, sklearn):
                 raise ValueError(f"{name!r} is missing from ATTRIBUTE_ORDER")
             return ATTRIBUTE_ORDER.index(name)
 
-        parameters = {h: _substitute(t, values) for h, t in PARAMETERS.items()}
+        parameters = {
+            h: _substitute(t, values)
+            for h, t in PARAMETERS.items()
+            if set(_names(h)) <= set(signature)  # the MLPs' own, for instance
+        }
         doc, documented = _fill(
             cls.__doc__, "%(shared_parameters)s", parameters, parameter_rank, "\n\n"
         )

@@ -87,13 +87,16 @@ _SEED_LIMIT = 2**63
 # ------------------------------------------------------------------- writing
 
 
-def fitted_state(estimator, target, history, solver_state):
+def fitted_state(estimator, module_values, target, history, solver_state):
     """The plain values that stand for ``estimator``'s torch objects.
 
     Parameters
     ----------
-    estimator : BaseTorchMLP
-        A fitted estimator (its parameters and ``module_`` are read).
+    estimator : BaseTorchEstimator
+        A fitted estimator (its parameters are read).
+    module_values : dict
+        Its ``module_`` as plain values (:func:`mlp_values`, or
+        :func:`skorchlite._module.module_values`).
     target : skorchlite._targets.Target
     history : skorchlite._engine.loop.History
     solver_state : skorchlite._engine.solvers.SolverState or None
@@ -102,19 +105,9 @@ def fitted_state(estimator, target, history, solver_state):
     -------
     dict
         The entries ``STATE_KEYS`` describe.
-
-    Raises
-    ------
-    TypeError
-        If the network is not what the parameters build (a ``module_``
-        changed by the user): it cannot be stored as plain values.
     """
-    plain_module = module_state(estimator.module_)
-    mismatch = layout_mismatch(estimator, plain_module["layout"], estimator.module_)
-    if mismatch:  # a module_ or parameters changed after fit: torch objects
-        raise TypeError(mismatch)
     return {
-        "_module_state": plain_module,
+        "_module_state": module_values,
         "_optimizer_state": solver_state_values(estimator.solver, solver_state),
         "_target_type": target.name,
         "_history": dataclasses.asdict(history),
@@ -129,6 +122,56 @@ def solver_state_values(solver_name, solver_state):
         "learning_rate": float(solver_state.learning_rates[0]),
         "parameters": SOLVERS[solver_name].export_state(solver_state),
     }
+
+
+def mlp_values(estimator):
+    """The ``_module_state`` of an MLP estimator's ``module_``.
+
+    Raises
+    ------
+    TypeError
+        If the network is not what the parameters build (a ``module_``
+        changed by the user): it cannot be stored as plain values.
+    """
+    plain_module = module_state(estimator.module_)
+    mismatch = layout_mismatch(estimator, plain_module["layout"], estimator.module_)
+    if mismatch:  # a module_ or parameters changed after fit: torch objects
+        raise TypeError(mismatch)
+    return plain_module
+
+
+def rebuild_mlp(estimator, saved, state):
+    """The CPU network of an MLP estimator's ``_module_state``, checked
+    against its parameters and fitted attributes."""
+    check_hidden_layer_sizes(estimator.hidden_layer_sizes)
+    module = rebuild_module(saved)
+    mismatch = layout_mismatch(estimator, saved["layout"], module)
+    if mismatch:
+        raise ValueError(mismatch)
+    linears = linear_layers(module)
+    check_network_sizes(state, linears[0].in_features, linears[-1].out_features)
+    n_layers = state.get("n_layers_")
+    if n_layers != len(linears) + 1:
+        raise ValueError(
+            f"n_layers_={n_layers!r} does not match the network's "
+            f"{len(linears)} Linear layers."
+        )
+    return module
+
+
+def check_network_sizes(state, n_inputs, n_outputs):
+    """Raise ValueError unless ``n_features_in_`` and ``n_outputs_`` of
+    ``state`` are the network's."""
+    if state.get("n_outputs_") != n_outputs:
+        raise ValueError(
+            f"n_outputs_={state.get('n_outputs_')!r} does not match the "
+            f"network's {n_outputs} outputs."
+        )
+    if state.get("n_features_in_") != n_inputs:
+        raise ValueError(
+            f"n_features_in_={state.get('n_features_in_')!r} does not match the "
+            f"network's {n_inputs} inputs."
+        )
 
 
 def module_state(module):
@@ -190,7 +233,11 @@ def check_state_keys(estimator, state):
     An unknown key would become an instance attribute, and one naming a
     method (``predict``) would replace it.
     """
-    allowed = {*_param_names(estimator), *ESTIMATOR_KEYS}
+    allowed = {
+        *_param_names(estimator),
+        *_module_param_names(estimator, state),
+        *ESTIMATOR_KEYS,
+    }
     if "_module_state" in state or "module_" in state:
         allowed |= {*FITTED_COUNTS, *FITTED_REALS, *FITTED_CURVES, *FITTED_OTHERS}
         allowed |= {
@@ -221,7 +268,7 @@ def check_random_state_parameter(random_state):
         raise ValueError(f"random_state is a RandomState of invalid state (pos={pos}).")
 
 
-def restore_fitted(estimator, state):
+def restore_fitted(estimator, state, rebuild):
     """The torch objects of ``estimator`` rebuilt from the plain ``state``.
 
     ``state`` holds the estimator's other attributes too; they are checked
@@ -231,12 +278,16 @@ def restore_fitted(estimator, state):
 
     Parameters
     ----------
-    estimator : BaseTorchMLP
+    estimator : BaseTorchEstimator
         An estimator whose ``__dict__`` holds the parameters and fitted
         attributes of ``state`` (less ``STATE_KEYS``), its parameters already
         validated.
     state : dict
         What :func:`fitted_state` returned, with the other attributes.
+    rebuild : callable
+        ``rebuild(saved, state)``: the CPU module of the ``_module_state``
+        ``saved``, checked against the parameters and ``state``'s
+        ``n_features_in_`` and ``n_outputs_`` (ValueError if they disagree).
 
     Returns
     -------
@@ -252,7 +303,6 @@ def restore_fitted(estimator, state):
         If a value is missing, of the wrong type, shape or dtype, or
         inconsistent with the others.
     """
-    check_hidden_layer_sizes(estimator.hidden_layer_sizes)
     saved = {key: state.get(key) for key in STATE_KEYS}
     target_type = saved["_target_type"]
     if not isinstance(target_type, str) or target_type not in TARGETS:
@@ -262,12 +312,9 @@ def restore_fitted(estimator, state):
         raise ValueError(
             f"a {target_type} target is not one of {type(estimator).__name__}."
         )
+    target = check_attributes(estimator, state, target_class)
     with torch.inference_mode(False):
-        module = rebuild_module(saved["_module_state"])
-    target = check_attributes(estimator, state, target_class, module)
-    mismatch = layout_mismatch(estimator, saved["_module_state"]["layout"], module)
-    if mismatch:
-        raise ValueError(mismatch)
+        module = rebuild(saved["_module_state"], state)
     history = check_history(saved["_history"])
     seed = state.get("_seed")
     if not _is_int(seed) or not 0 <= seed < _SEED_LIMIT:
@@ -290,11 +337,22 @@ def check_param_names(estimator, state):
 
 
 def _param_names(estimator):
-    return [
-        name
-        for name in inspect.signature(type(estimator).__init__).parameters
-        if name != "self"
-    ]
+    """The names of ``estimator``'s parameters (a user module's
+    ``module__*`` ones aside: see :func:`_module_param_names`)."""
+    parameters = inspect.signature(type(estimator).__init__).parameters.values()
+    return [p.name for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD]
+
+
+def _module_param_names(estimator, state):
+    """The ``module__*`` keys of ``state``, if ``estimator`` takes them."""
+    parameters = inspect.signature(type(estimator).__init__).parameters.values()
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return set()
+    return {
+        key
+        for key in state
+        if isinstance(key, str) and key.startswith("module__") and key.isidentifier()
+    }
 
 
 def _settings(estimator):
@@ -410,8 +468,9 @@ def _check_array(array, shape, dtype, name, nonnegative=False):
         raise ValueError(f"{name} holds negative values.")
 
 
-def check_attributes(estimator, state, target_class, module):
-    """The target the attributes describe, consistent with the network."""
+def check_attributes(estimator, state, target_class):
+    """The target the attributes describe (the network's sizes are checked
+    by the module's ``rebuild``)."""
     required = [
         "n_features_in_",
         "n_outputs_",
@@ -421,21 +480,16 @@ def check_attributes(estimator, state, target_class, module):
     missing = [name for name in required if name not in state]
     if missing:
         raise ValueError(f"missing fitted attributes {missing}.")
-    linears = linear_layers(module)
     n_outputs, n_features = state["n_outputs_"], state["n_features_in_"]
-    if not _is_int(n_outputs) or not _is_int(n_features):
-        raise ValueError("n_outputs_ and n_features_in_ must be integers.")
-    target = target_class.from_fitted(state, estimator)
-    if n_outputs != target.n_outputs or linears[-1].out_features != n_outputs:
+    if not _is_int(n_outputs) or not _is_int(n_features) or n_features < 1:
         raise ValueError(
-            f"n_outputs_={n_outputs!r} and the network's "
-            f"{linears[-1].out_features} outputs do not match a "
-            f"{target_class.name} target of {target.n_outputs} output(s)."
+            "n_outputs_ and n_features_in_ must be integers, n_features_in_ > 0."
         )
-    if n_features != linears[0].in_features:
+    target = target_class.from_fitted(state, estimator)
+    if n_outputs != target.n_outputs:
         raise ValueError(
-            f"n_features_in_={n_features!r} does not match the network's "
-            f"{linears[0].in_features} inputs."
+            f"n_outputs_={n_outputs!r} does not match a {target_class.name} "
+            f"target of {target.n_outputs} output(s)."
         )
     names = state.get("feature_names_in_")
     if names is not None and (
@@ -446,12 +500,6 @@ def check_attributes(estimator, state, target_class, module):
         raise ValueError("feature_names_in_ does not match n_features_in_.")
     if state["out_activation_"] != target.out_activation:
         raise ValueError(f"out_activation_ must be {target.out_activation!r}.")
-    n_layers = state.get("n_layers_")
-    if n_layers != len(linears) + 1:
-        raise ValueError(
-            f"n_layers_={n_layers!r} does not match the network's "
-            f"{len(linears)} Linear layers."
-        )
     for name in FITTED_COUNTS:
         value = state.get(name, 0)
         if not _is_int(value) or value < 0:

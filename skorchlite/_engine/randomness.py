@@ -1,0 +1,172 @@
+"""Random draws of a user's module from the fit's own generator.
+
+A module draws random numbers where we do not write the code: its
+``__init__`` (``nn.Linear`` initializes its weights with
+``nn.init.kaiming_uniform_``) and, in training mode, its forward
+(``nn.Dropout``, ``F.dropout``, ``torch.randn_like`` noise). Left alone, all
+of them draw from torch's global generator, which a fit must neither seed nor
+read (fits run in threads at once). :class:`OwnRandomness` is a
+:class:`torch.overrides.TorchFunctionMode`: while it is active (in the thread
+that entered it only: torch keeps modes per thread) every call of a routed
+function below draws from one ``torch.Generator`` per device, seeded from the
+fit's seed, instead of the global one. The dropout functions are written out
+(torch's kernels take no generator): ``bernoulli_(1 - p)`` masks scaled by
+``1 / (1 - p)``, as ``nn.Dropout`` computes on the CPU.
+
+Draws that happen inside a C++ kernel we do not route (``F.rrelu`` in
+training, a custom extension) still use the global generator: the user
+guide's "Your own module" page lists what is routed.
+"""
+
+import functools
+import inspect
+
+import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+# Builtin samplers that take ``generator=`` (Python functions that take one,
+# such as torch.nn.init's, are found by their signature: _takes_generator).
+# A mode handles a call with itself switched off, so a Python function that
+# draws inside (torch.nn.init.kaiming_uniform_ calls uniform_) must get the
+# generator itself: its inner calls are not seen.
+_SAMPLERS = {
+    torch.Tensor.uniform_,
+    torch.Tensor.normal_,
+    torch.Tensor.bernoulli_,
+    torch.Tensor.bernoulli,
+    torch.Tensor.random_,
+    torch.Tensor.exponential_,
+    torch.Tensor.geometric_,
+    torch.Tensor.cauchy_,
+    torch.Tensor.log_normal_,
+    torch.Tensor.multinomial,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.normal,
+    torch.bernoulli,
+    torch.multinomial,
+    torch.poisson,
+}
+
+
+def _like(sampler):
+    """``torch.rand_like``-style functions as an in-place sampler of a new
+    tensor (they take no generator)."""
+
+    def draw(generator, input, *args, **kwargs):
+        kwargs.pop("memory_format", None)
+        out = torch.empty_like(input, **kwargs)
+        return sampler(out, *args, generator=generator)
+
+    return draw
+
+
+def _dropout(generator, input, p=0.5, training=True, inplace=False):
+    """``F.dropout`` with masks from ``generator``."""
+    return _masked(generator, input, p, training, inplace, input.shape)
+
+
+def _feature_dropout(unbatched_dim):
+    """``F.dropout1d/2d/3d`` with masks from the generator: one value per
+    channel. ``unbatched_dim`` is the input rank without a batch dimension
+    (``dropout2d`` has none: torch reads a 3-D input as ``(N, C, L)``)."""
+
+    def dropout(generator, input, p=0.5, training=True, inplace=False):
+        channel_dims = 1 if input.dim() == unbatched_dim else 2
+        shape = (*input.shape[:channel_dims], *[1] * (input.dim() - channel_dims))
+        return _masked(generator, input, p, training, inplace, shape)
+
+    return dropout
+
+
+def _masked(generator, input, p, training, inplace, shape):
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input.mul_(0.0) if inplace else input * 0.0
+    mask = input.new_empty(shape).bernoulli_(1 - p, generator=generator)
+    mask.div_(1 - p)
+    return input.mul_(mask) if inplace else input * mask
+
+
+_WRITTEN_OUT = {
+    torch.rand_like: _like(lambda t, generator: t.uniform_(0, 1, generator=generator)),
+    torch.randn_like: _like(lambda t, generator: t.normal_(0, 1, generator=generator)),
+    F.dropout: _dropout,
+    torch.dropout: lambda generator, input, p, train: _dropout(
+        generator, input, p, train
+    ),
+    F.dropout1d: _feature_dropout(2),
+    F.dropout2d: _feature_dropout(None),
+    F.dropout3d: _feature_dropout(4),
+}
+
+#: The builtins whose draws come from the fit's generator (besides every
+#: Python function taking ``generator=``, such as torch.nn.init's).
+ROUTED = frozenset(_SAMPLERS | set(_WRITTEN_OUT))
+
+
+class OwnRandomness(TorchFunctionMode):
+    """Route the random draws of the block to generators seeded with ``seed``.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds one ``torch.Generator`` per device the block draws on.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> with OwnRandomness(0):
+    ...     a = nn.Linear(3, 2).weight
+    >>> with OwnRandomness(0):
+    ...     b = nn.Linear(3, 2).weight
+    >>> torch.equal(a, b)
+    True
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = int(seed)
+        self._generators = {}
+
+    def generator(self, device):
+        """The block's generator on ``device``."""
+        device = torch.device(device)
+        if device.type != "cpu" and device.index is None:
+            index = torch.get_device_module(device).current_device()
+            device = torch.device(device.type, index)
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _WRITTEN_OUT:
+            tensor = args[0] if args else kwargs["input"]
+            return _WRITTEN_OUT[func](self.generator(tensor.device), *args, **kwargs)
+        if (func in _SAMPLERS or _takes_generator(func)) and kwargs.get(
+            "generator"
+        ) is None:
+            kwargs["generator"] = self.generator(_device_of(args, kwargs))
+        return func(*args, **kwargs)
+
+
+@functools.cache
+def _takes_generator(func):
+    try:
+        return "generator" in inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+def _device_of(args, kwargs):
+    """Where a sampling call draws: its tensor's device, else ``device=``."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return kwargs.get("device") or "cpu"
