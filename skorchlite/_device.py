@@ -6,7 +6,6 @@ import copy
 import numpy as np
 import torch
 
-from ._engine.network import linear_layers
 
 
 def resolve_device(device):
@@ -187,7 +186,9 @@ def cpu_threads_for(module, batch_rows, backward):
     >>> cpu_threads_for(nn.Sequential(nn.Linear(2, 100), nn.Linear(100, 1)), 200, True)
     1
     """
-    n_weights = sum(layer.weight.numel() for layer in linear_layers(module))
+    # The weights (parameters of 2 or more dimensions) of any module: for an
+    # MLP, its Linear layers' (a convolution's work is underestimated).
+    n_weights = sum(p.numel() for p in module.parameters() if p.dim() >= 2)
     flops = (6 if backward else 2) * batch_rows * n_weights
     return 1 if flops < SINGLE_THREAD_MAX_FLOPS else torch.get_num_threads()
 

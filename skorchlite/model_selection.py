@@ -41,7 +41,13 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples, indexable
 
-from ._base import BaseTorchMLP, _seed_from, has_callbacks, prepare_fit, publish_fit
+from ._base import (
+    BaseTorchEstimator,
+    _seed_from,
+    has_callbacks,
+    prepare_fit,
+    publish_fit,
+)
 from ._classifier import TorchMLPClassifier
 from ._engine.batched import (
     BatchedGroup,
@@ -768,7 +774,7 @@ def _with_int_seed(estimator):
     """Give our estimator (or a Pipeline's final one) one int seed for the
     whole search."""
     target, _ = _final_step(estimator)
-    if not isinstance(target, BaseTorchMLP):
+    if not isinstance(target, BaseTorchEstimator):
         return estimator
     random_state = target.random_state
     if not isinstance(random_state, Integral):

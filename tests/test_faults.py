@@ -2,12 +2,13 @@
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skorchlite import TorchMLPClassifier
 from skorchlite._engine import solvers
@@ -288,3 +289,24 @@ def test_predict_runs_in_batches_of_predict_batch_size(data):
     np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="predict_batch_size"):
         clf.set_params(predict_batch_size=0).fit(X, y)
+
+
+@pytest.mark.parametrize("row", range(12))
+def test_a_fit_whose_validation_rows_overflow_is_refused(row):
+    # A row far beyond the others' scale: in the training rows it makes the
+    # loss diverge; held out for early stopping, its outputs overflow and its
+    # score would be meaningless. Either way the fit says so, or it predicts
+    # finite probabilities for every row it was given.
+    X = np.zeros((12, 6))
+    X[row] = np.finfo(np.float64).max
+    y = np.array([0, 1] * 6)
+    clf = TorchMLPClassifier((4,), max_iter=3, early_stopping=True, random_state=0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+    except ValueError as exc:
+        message = str(exc)
+        assert "diverged" in message or "rows early_stopping holds out" in message
+        return
+    assert np.isfinite(clf.predict_proba(X)).all()

@@ -23,6 +23,13 @@ class TrainingDivergedError(ValueError):
     """The training loss became NaN or infinite, or blew up."""
 
 
+OVERFLOW_ON_VALIDATION = (
+    "The network's outputs overflow to infinity or NaN on some of the rows "
+    "early_stopping holds out for validation, so their score would be "
+    "meaningless. Scale X (e.g. with StandardScaler) or set early_stopping=False."
+)
+
+
 # In float64 an exploding loss can take dozens of epochs to overflow, and the
 # stopping rule ends such a fit first: a loss this many times above the lowest
 # one seen (and above 1) counts as diverged too.
@@ -328,8 +335,9 @@ class StackTraining:
                     losses = self._epoch().tolist()
                     scores = self._scores()
                     stops, messages = self._record(epoch, losses, scores)
+                    validation = None if scores[0] is None else scores[0][:2]
                     if self.listener is not None and listener.epoch_end(
-                        epoch, losses[0], scores[0], time.perf_counter() - started
+                        epoch, losses[0], validation, time.perf_counter() - started
                     ):
                         self.outcomes[0].stopped_early = stops[0] = True
                     elif self.listener is not None and messages[0] is not None:
@@ -404,7 +412,8 @@ class StackTraining:
         return epoch_loss
 
     def _scores(self):
-        """Each model's validation (loss, score), None for those without."""
+        """Each model's validation (loss, score, outputs finite), None for
+        those without."""
         if self.validation is None:
             return [None] * len(self.alive)
         self.stack.eval()
@@ -426,6 +435,14 @@ class StackTraining:
         rule's message (MLPClassifier's verbose line) or None."""
         stops, messages, improved = [], [], []
         for row, j in enumerate(self.alive):
+            validation = None
+            if scores[row] is not None:
+                *validation, finite = scores[row]
+                if not finite:
+                    self.outcomes[j].error = OVERFLOW_ON_VALIDATION
+                    stops.append(True)
+                    messages.append(None)
+                    continue
             stop, best, message = _epoch_end(
                 self.rules[j],
                 self.outcomes[j],
@@ -433,7 +450,7 @@ class StackTraining:
                 epoch,
                 self.data.n_samples[row],
                 losses[row],
-                scores[row],
+                validation,
             )
             stops.append(stop)
             messages.append(message)
@@ -494,7 +511,7 @@ class StackTraining:
 
 
 def _validation(stack, target, validation, chunk):
-    """Each model's validation (loss, score): two lists of floats."""
+    """Each model's validation (loss, score, outputs finite): three lists."""
     outputs, ys, ws = [], [], []
     for X, y, w, _, _ in validation.in_order(chunk):
         outputs.append(stack.outputs(X))
@@ -505,7 +522,9 @@ def _validation(stack, target, validation, chunk):
     losses = target.losses_and_delta(outputs, y)[0]
     mean_loss = losses.mean(dim=1) if w is None else (losses * w).sum(1) / w.sum(1)
     score = target.validation_score(outputs, y, w)
-    return mean_loss.tolist(), score.tolist()
+    # The score of NaN or infinite outputs would be silently wrong.
+    finite = torch.isfinite(outputs).flatten(1).all(dim=1)
+    return mean_loss.tolist(), score.tolist(), finite.tolist()
 
 
 def _finite_loss(stack, target, data, chunk):
