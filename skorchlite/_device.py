@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 
-
 def resolve_device(device):
     """Turn the ``device`` parameter into an available :class:`torch.device`.
 
