@@ -9,6 +9,7 @@ bottom up:
 - :mod:`.data`: training rows and their batches, for one model or many.
 - :mod:`.stack`: forward and backward of a stack of MLPs (one fit is a stack
   of one), the L2 term and gradient clipping.
+- :mod:`.func_stack`: copies of one user module as a stack, via ``torch.func``.
 - :mod:`.loop`: epochs, stopping rules, history, for any stack.
 - :mod:`.solvers`: the solver registry (updates, their state, schedules,
   L-BFGS's own loop).

@@ -266,7 +266,7 @@ class StackTraining:
     Parameters
     ----------
     solver : skorchlite._engine.solvers.Solver
-    stack : MLPStack or ModuleStack
+    stack : MLPStack, ModuleStack or FuncStack
         Updated in place; the models that stop leave it (their weights are in
         their outcome's ``final``).
     data, validation : OneModelData or StackedData
