@@ -48,7 +48,7 @@ from ._base import (
     prepare_fit,
     publish_fit,
 )
-from ._classifier import TorchMLPClassifier
+from ._classifier import TorchClassifier, TorchMLPClassifier
 from ._engine.batched import (
     BatchedGroup,
     BatchedJob,
@@ -56,8 +56,18 @@ from ._engine.batched import (
     stack_error,
     train_groups,
 )
-from ._regressor import TorchMLPRegressor
+from ._module import split_module_params
+from ._regressor import TorchMLPRegressor, TorchRegressor
 from ._warnings import warn_at_caller
+
+#: The estimators whose fits the batched loop reproduces (exactly these types:
+#: a subclass may change what fit does).
+BATCHED_CLASSES = (
+    TorchMLPClassifier,
+    TorchMLPRegressor,
+    TorchClassifier,
+    TorchRegressor,
+)
 
 
 class _BatchedSearchMixin(BaseSearchCV):
@@ -172,7 +182,7 @@ class _BatchedSearchMixin(BaseSearchCV):
             )
         out = [None] * len(tasks)
         jobs, reasons = [], defaultdict(list)
-        caches = {"data": {}, "preprocessed": defaultdict(list)}
+        caches = {"data": {}, "preprocessed": defaultdict(list), "stack_error": {}}
         for index, (c, s) in enumerate(tasks):
             job = self._prepare(base, context, c, s, caches)
             if isinstance(job, str):
@@ -277,7 +287,16 @@ class _BatchedSearchMixin(BaseSearchCV):
         shared = caches["data"].setdefault(key, spec.data)
         data = replace(shared, sample_weight=spec.data.sample_weight)
         job = BatchedJob(estimator.module_, replace(spec, data=data), key)
-        reason = stack_error(job)
+        # Checking a user's module runs it: once per module and input kind.
+        module_params = split_module_params(estimator.get_params(deep=False))[0]
+        module_key = (
+            type(estimator.module_),
+            repr(sorted(module_params.items())),
+            spec.data.X.shape[1],
+            spec.data.dtype,
+            str(spec.data.device),
+        )
+        reason = stack_error(job, caches["stack_error"], module_key)
         if reason is not None:
             return reason
         job.estimator = estimator
@@ -399,9 +418,16 @@ class BatchedGridSearchCV(GridSearchCV, _BatchedSearchMixin):
     epoch, up to floating-point rounding), then scored through its own
     ``predict`` path, so ``cv_results_`` matches ``GridSearchCV``'s.
 
-    A ``Pipeline`` whose last step is a ``TorchMLPClassifier`` or
-    ``TorchMLPRegressor`` batches too: its other steps are fitted once per
-    fold and distinct values of the grid's parameters for them, and the last
+    ``TorchClassifier`` and ``TorchRegressor`` (a module of your own) batch
+    through ``torch.func``: candidates whose modules have the same parameter
+    names and shapes train together (one group per architecture, so per
+    distinct ``module__*`` values that change a shape); modules with dropout,
+    batch norm's running statistics or data-dependent control flow fall
+    back, with the reason under ``verbose=1``.
+
+    A ``Pipeline`` whose last step is one of ours batches too: its other
+    steps are fitted once per fold and distinct values of the grid's
+    parameters for them, and the last
     step's models are batched on their output.
 
     Falls back to ordinary fits (run with ``n_jobs``) for the candidates the
@@ -415,7 +441,7 @@ class BatchedGridSearchCV(GridSearchCV, _BatchedSearchMixin):
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+    estimator : estimator of ours, Pipeline ending in one, or other estimator
         The estimator to tune. With ``random_state=None`` (on the estimator or
         on a Pipeline's last step), one int seed is
         drawn per search and set on every candidate (and on
@@ -497,7 +523,7 @@ class BatchedRandomizedSearchCV(RandomizedSearchCV, _BatchedSearchMixin):
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+    estimator : estimator of ours, Pipeline ending in one, or other estimator
         As in :class:`BatchedGridSearchCV`.
     param_distributions : dict or list of dicts
         As in ``RandomizedSearchCV``.
@@ -574,7 +600,7 @@ class BatchedHalvingGridSearchCV(HalvingGridSearchCV, _BatchedSearchMixin):
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+    estimator : estimator of ours, Pipeline ending in one, or other estimator
         As in :class:`BatchedGridSearchCV`.
     param_grid : dict or list of dicts
         As in ``HalvingGridSearchCV``.
@@ -661,7 +687,7 @@ class BatchedHalvingRandomSearchCV(HalvingRandomSearchCV, _BatchedSearchMixin):
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier, TorchMLPRegressor, Pipeline or estimator
+    estimator : estimator of ours, Pipeline ending in one, or other estimator
         As in :class:`BatchedGridSearchCV`.
     param_distributions : dict or list of dicts
         As in ``HalvingRandomSearchCV``.
@@ -786,10 +812,11 @@ def _with_int_seed(estimator):
 
 def _fallback_reason(candidate, estimator, final_name, params, context):
     """Why the batched loop cannot reproduce ``candidate.fit``, or None."""
-    if type(estimator) not in (TorchMLPClassifier, TorchMLPRegressor):
+    if type(estimator) not in BATCHED_CLASSES:
         return (
-            f"{type(estimator).__name__} is not a TorchMLPClassifier or "
-            "TorchMLPRegressor (alone or a Pipeline's last step)"
+            f"{type(estimator).__name__} is not one of "
+            f"{', '.join(c.__name__ for c in BATCHED_CLASSES)} (alone or a "
+            "Pipeline's last step)"
         )
     if context.y is None:
         return "no y"

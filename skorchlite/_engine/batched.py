@@ -28,6 +28,7 @@ import torch
 
 from .._device import cpu_threads_for, torch_threads
 from .data import StackedData
+from .func_stack import FuncStack, func_stack_error
 from .loop import History, StackTraining
 from .network import linear_layers
 from .stack import DropoutMasks, MLPStack
@@ -69,16 +70,33 @@ class BatchedJob:
     outcome: object = None
 
 
-def stack_error(job):
-    """Why ``job`` cannot train in a stack, or None."""
+def stack_error(job, checked=None, module_key=None):
+    """Why ``job`` cannot train in a stack, or None.
+
+    Our MLPs stack with closed-form gradients (:class:`MLPStack`); other
+    modules through ``torch.func`` (:class:`FuncStack`) unless
+    :func:`func_stack_error` finds a reason. That check runs the module, so
+    its reasons are kept in the dict ``checked`` under ``module_key`` (the
+    caller's: what decides the module's behaviour), when given.
+    """
     reason = job.spec.solver.stack_error()
     if reason is not None:
         return reason
-    if MLPStack.of_module(job.module) is None:
-        return "its module_ is not an MLP of the registry's layers"
-    if job.spec.data.is_sparse:
+    data = job.spec.data
+    if data.is_sparse:
         return "sparse X"
-    return None
+    if MLPStack.of_module(job.module) is not None:
+        return None
+    if data.n_samples < 2:
+        return "fewer than 2 training rows"
+    if checked is not None and module_key in checked:
+        return checked[module_key]
+    rows = data.X[: min(8, data.n_samples)]
+    reason = func_stack_error(job.module, rows)
+    reason = None if reason is None else f"the module {reason}"
+    if checked is not None:
+        checked[module_key] = reason
+    return reason
 
 
 def train_groups(groups):
@@ -138,17 +156,24 @@ class BatchedGroup:
         self.batch_size = first.batch_size
         self.n_rows = max(job.spec.data.n_samples for job in self.jobs)
         self.n_features = first.data.X.shape[1]
-        self.widths = [
-            self.n_features,
-            *map(max, zip(*(_sizes(job.module) for job in self.jobs), strict=True)),
-        ]
+        #: Our MLPs (closed-form, widths padded), or a user's modules (torch.func).
+        self.closed_form = MLPStack.of_module(self.jobs[0].module) is not None
+        self.widths = None
+        if self.closed_form:
+            self.widths = [
+                self.n_features,
+                *map(max, zip(*(_sizes(job.module) for job in self.jobs), strict=True)),
+            ]
 
     def cost(self):
         """A relative estimate of the group's training time."""
-        n_params = sum(
-            (fan_in + 1) * fan_out
-            for fan_in, fan_out in itertools.pairwise(self.widths)
-        )
+        if self.closed_form:
+            n_params = sum(
+                (fan_in + 1) * fan_out
+                for fan_in, fan_out in itertools.pairwise(self.widths)
+            )
+        else:
+            n_params = sum(p.numel() for p in self.jobs[0].module.parameters())
         return len(self.jobs) * self.n_rows * n_params
 
     def run(self):
@@ -166,8 +191,8 @@ class BatchedGroup:
             key=lambda module: sum(p.numel() for p in module.parameters()),
         )
         threads = cpu_threads_for(widest, self.batch_size, backward=True)
-        activations = len(self.jobs) * self.batch_size * sum(self.widths[1:-1])
-        if activations >= PARALLEL_MIN_ACTIVATIONS:
+        hidden = sum(self.widths[1:-1]) if self.closed_form else 0
+        if len(self.jobs) * self.batch_size * hidden >= PARALLEL_MIN_ACTIVATIONS:
             threads = torch.get_num_threads()
         with torch_threads(threads):
             self.train()
@@ -213,7 +238,10 @@ class BatchedGroup:
         self.seconds = time.perf_counter() - started
 
     def _stack(self):
-        """The jobs' initial weights as one zero-padded stack."""
+        """The jobs' initial weights as one stack: our MLPs zero-padded to the
+        widest, a user's modules (of one architecture) as they are."""
+        if not self.closed_form:
+            return FuncStack.of_modules([job.module for job in self.jobs])
         M, widths = len(self.jobs), self.widths
         params, real = [], []
         for fan_in, fan_out in itertools.pairwise(widths):
@@ -252,7 +280,11 @@ def plan_groups(members):
     groups = defaultdict(list)
     for member in members:
         groups[_group_key(member[1])].append(member)
-    return [part for group in groups.values() for part in _split_by_width(group)]
+    return [
+        part
+        for key, group in groups.items()
+        for part in (_split_by_width(group) if key[0] == "mlp" else [group])
+    ]
 
 
 def _split_by_width(members):
@@ -285,7 +317,18 @@ def _group_key(job):
     n_samples = spec.data.n_samples
     target = spec.target
     stack = MLPStack.of_module(job.module)
+    if stack is None:  # a user's module: one architecture, exactly
+        network = (
+            "module",
+            type(job.module),
+            tuple((n, tuple(t.shape)) for n, t in job.module.named_parameters()),
+            tuple((n, tuple(t.shape)) for n, t in job.module.named_buffers()),
+        )
+    else:
+        activation = None if stack.activation is None else stack.activation.name
+        network = ("mlp", activation, len(stack.params))
     return (
+        *network,
         # Training sets of different sizes share a run if they give the same
         # batches (all full but the last).
         spec.batch_size,
@@ -294,8 +337,6 @@ def _group_key(job):
         spec.data.dtype,
         str(spec.data.device),
         spec.solver.name,
-        None if stack.activation is None else stack.activation.name,
-        len(stack.params),
         spec.shuffle,
         target.name,
         target.out_activation,
