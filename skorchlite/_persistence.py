@@ -54,7 +54,7 @@ _FILE_ERRORS = (
 )
 
 
-def save(obj, path):
+def save(obj, path, *, trusted=()):
     """Save a fitted or unfitted estimator, Pipeline or meta-estimator.
 
     The file is a :mod:`skops.io` file that :func:`load` (or
@@ -70,6 +70,11 @@ def save(obj, path):
         ``MultiOutputRegressor``...).
     path : str, os.PathLike or binary file object
         Where to write the file.
+    trusted : sequence of str, default=()
+        More types the file may hold, as :func:`load` takes them: the class
+        of your own ``module`` in a :class:`TorchClassifier`, say
+        (``"mypackage.nets.ResidualNet"``). Loading the file needs the same
+        ``trusted``.
 
     Raises
     ------
@@ -110,15 +115,16 @@ def save(obj, path):
             "only."
         ) from exc
     try:
-        _, untrusted = _check_archive(data, "the saved object")
+        _, untrusted = _check_archive(data, "the saved object", tuple(trusted))
     except ValueError as exc:
         raise TypeError(f"load() would refuse this file: {exc}") from None
     if untrusted:
         raise TypeError(
             f"save() writes files that load() reads, and load() would refuse "
-            f"the types {untrusted}. Pass them to load(path, trusted=[...]) if "
-            "you trust their code (save cannot know), or use skops.io.dump and "
-            "skops.io.load, or pickle."
+            f"the types {untrusted}. If you trust their code (save cannot "
+            "know), pass them to save(obj, path, trusted=[...]) and to "
+            "load(path, trusted=[...]); or use skops.io.dump and skops.io.load, "
+            "or pickle."
         )
     _write_atomically(path, data)
 

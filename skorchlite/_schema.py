@@ -45,8 +45,10 @@ import numpy as np
 TRUSTED = {
     "ObjectNode": frozenset(
         {
+            "skorchlite._classifier.TorchClassifier",
             "skorchlite._classifier.TorchMLPClassifier",
             "skorchlite._regressor.TorchMLPRegressor",
+            "skorchlite._regressor.TorchRegressor",
             "skorchlite.model_selection.BatchedGridSearchCV",
             "skorchlite.model_selection.BatchedHalvingGridSearchCV",
             "skorchlite.model_selection.BatchedHalvingRandomSearchCV",

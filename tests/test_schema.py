@@ -32,14 +32,17 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
+from torch import nn
 
 from skorchlite import (
     BatchedGridSearchCV,
     BatchedHalvingGridSearchCV,
     BatchedHalvingRandomSearchCV,
     BatchedRandomizedSearchCV,
+    TorchClassifier,
     TorchMLPClassifier,
     TorchMLPRegressor,
+    TorchRegressor,
     load,
     save,
 )
@@ -54,6 +57,22 @@ def _classifier(**params):
 
 def _regressor(**params):
     return TorchMLPRegressor(hidden_layer_sizes=(3,), max_iter=2, **params)
+
+
+class Tiny(nn.Module):
+    """A module of the user's own: its class is trusted by name."""
+
+    def __init__(self, n_features_in, n_outputs, width=3):
+        super().__init__()
+        self.hidden = nn.Linear(n_features_in, width)
+        self.out = nn.Linear(width, n_outputs)
+
+    def forward(self, X):
+        return self.out(torch.tanh(self.hidden(X)))
+
+
+#: What a user trusts when saving and loading their module.
+OWN_MODULE = [f"{Tiny.__module__}.{Tiny.__qualname__}"]
 
 
 def _cases():
@@ -165,6 +184,18 @@ def _cases():
             Xr,
             yr / 100,
         ),
+        (
+            "own module classifier",
+            TorchClassifier(Tiny, module__width=4, max_iter=2, random_state=0),
+            X3,
+            y3,
+        ),
+        (
+            "own module regressor",
+            make_pipeline(StandardScaler(), TorchRegressor(Tiny, max_iter=2)),
+            Xr,
+            yr / 100,
+        ),
     ]
 
 
@@ -188,14 +219,14 @@ def saved():
             warnings.simplefilter("ignore")
             estimator.fit(X, y)
         buffer = io.BytesIO()
-        save(estimator, buffer)
+        save(estimator, buffer, trusted=OWN_MODULE)
         files[name] = (estimator, X, buffer.getvalue())
     return files
 
 
 def test_every_supported_case_loads_and_predicts_as_saved(saved):
     for name, (estimator, X, data) in saved.items():
-        loaded = load(io.BytesIO(data))
+        loaded = load(io.BytesIO(data), trusted=OWN_MODULE)
         assert type(loaded) is type(estimator), name
         np.testing.assert_array_equal(loaded.predict(X), estimator.predict(X), name)
 
@@ -209,5 +240,6 @@ def test_the_allowlist_is_what_the_supported_cases_hold(saved):
     assert functions and functions <= scorer_functions()
     listed = {(loader, name) for loader, names in TRUSTED.items() for name in names}
     found -= {("FunctionNode", name) for name in functions}
+    found -= {("TypeNode", name) for name in OWN_MODULE}
     assert not found - listed, f"add to TRUSTED: {sorted(found - listed)}"
     assert not listed - found, f"no case holds: {sorted(listed - found)}"

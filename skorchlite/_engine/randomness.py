@@ -135,8 +135,11 @@ class OwnRandomness(TorchFunctionMode):
         self._generators = {}
 
     def generator(self, device):
-        """The block's generator on ``device``."""
+        """The block's generator on ``device`` (None on the meta device, whose
+        tensors hold no values to draw)."""
         device = torch.device(device)
+        if device.type == "meta":
+            return None
         if device.type != "cpu" and device.index is None:
             index = torch.get_device_module(device).current_device()
             device = torch.device(device.type, index)
@@ -148,7 +151,9 @@ class OwnRandomness(TorchFunctionMode):
         kwargs = dict(kwargs or {})
         if func in _WRITTEN_OUT:
             tensor = args[0] if args else kwargs["input"]
-            return _WRITTEN_OUT[func](self.generator(tensor.device), *args, **kwargs)
+            generator = self.generator(tensor.device)
+            if generator is not None:
+                return _WRITTEN_OUT[func](generator, *args, **kwargs)
         if (func in _SAMPLERS or _takes_generator(func)) and kwargs.get(
             "generator"
         ) is None:
