@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "skorchlite"
 ENGINE = sorted((PACKAGE / "_engine").glob("*.py"))
-ESTIMATOR_MODULES = {"_base.py", "_classifier.py", "_regressor.py"}
+ESTIMATOR_MODULES = {"_base.py", "_module.py", "_classifier.py", "_regressor.py"}
 
 
 def _imports(path):
