@@ -100,6 +100,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 import skorchlite  # noqa: E402
 from skorchlite import (  # noqa: E402
     BatchedGridSearchCV,
+    TorchClassifier,
     TorchMLPClassifier,
     TorchMLPRegressor,
 )
@@ -695,6 +696,67 @@ def check_persistence(ctx):
     return "; ".join(lines)
 
 
+class OwnNet(torch.nn.Module):
+    """A user's module: a skip connection, optional dropout."""
+
+    def __init__(self, n_features_in, n_outputs, width=32, p=0.0):
+        super().__init__()
+        self.inner = torch.nn.Linear(n_features_in, width)
+        self.block = torch.nn.Linear(width, width)
+        self.out = torch.nn.Linear(width, n_outputs)
+        self.dropout = torch.nn.Dropout(p)
+
+    def forward(self, X):
+        h = torch.relu(self.inner(X))
+        return self.out(self.dropout(h + torch.relu(self.block(h))))
+
+
+def check_own_module(ctx):
+    """A user's module on the device: seeded, off the global generators,
+    pickled to plain arrays, batched through torch.func."""
+    X, y = moons(300)
+    kind = torch.device(ctx.device).type
+
+    def make(**params):
+        return TorchClassifier(
+            OwnNet, max_iter=6, random_state=0, device=ctx.device, **params
+        )
+
+    cuda_state = torch.cuda.get_rng_state_all() if ctx.on_cuda else None
+    cpu_state = torch.random.get_rng_state()
+    with quiet():
+        first, again = make(module__p=0.2).fit(X, y), make(module__p=0.2).fit(X, y)
+    expect(param_devices(first) == [kind], f"trained on {param_devices(first)}")
+    d = max_diff(first.predict_proba(X), again.predict_proba(X))
+    expect(d == 0, f"two seeded fits with dropout differ by {d:.2g}")
+    expect(
+        torch.equal(cpu_state, torch.random.get_rng_state()),
+        "a fit moved torch's global CPU generator",
+    )
+    if cuda_state is not None:
+        after = torch.cuda.get_rng_state_all()
+        expect(
+            all(torch.equal(a, b) for a, b in zip(cuda_state, after, strict=True)),
+            "a fit moved torch's global CUDA generator",
+        )
+    back = pickle.loads(pickle.dumps(first))
+    _same_model(first, back, X, "pickle of a user module")
+    grid = {"module__width": [16, 32], "learning_rate_init": [0.003, 0.01]}
+    with quiet():
+        batched = BatchedGridSearchCV(make(), grid, cv=2, refit=False).fit(X, y)
+        ordinary = GridSearchCV(make(), grid, cv=2, refit=False).fit(X, y)
+    expect(batched.n_batched_fits_ == 8, f"{batched.n_batched_fits_} of 8 batched")
+    d_score = max_diff(
+        batched.cv_results_["mean_test_score"], ordinary.cv_results_["mean_test_score"]
+    )
+    expect(d_score <= 2.5 / 150, f"batched scores differ by {d_score:.2g}")
+    return (
+        f"dropout fits identical, global generators untouched, pickle back on "
+        f"{kind}; 8 fits in {batched.n_batch_groups_} torch.func group(s), "
+        f"scores within {d_score:.2g} of GridSearchCV"
+    )
+
+
 def clone_with_device(estimator, device):
     """A copy of fitted ``estimator`` whose ``device`` parameter is ``device``."""
     other = copy.deepcopy(estimator)
@@ -991,6 +1053,7 @@ CHECKS = [
     ("skops", check_skops),
     ("CPU-only load", check_cpu_only_load),
     ("batched search", check_batched_search),
+    ("own module", check_own_module),
     ("device tests", check_device_tests),
     ("timing", check_timing),
 ]
