@@ -16,6 +16,7 @@ allocated from the file's sizes), checks every array against what the
 parameters build, and only then gives it the arrays.
 """
 
+import contextlib
 import inspect
 
 import numpy as np
@@ -26,6 +27,7 @@ from torch import nn
 from ._base import BaseTorchEstimator, _as_tensor
 from ._engine.data import dense_rows
 from ._engine.randomness import OwnRandomness
+from ._engine.stack import ModuleStack
 
 #: The sizes a fit passes to ``module`` when its signature names them.
 DATA_SIZES = ("n_features_in", "n_outputs")
@@ -184,7 +186,13 @@ class BaseTorchModule(BaseTorchEstimator):
         return [p for p in self.module_.parameters() if p.dim() >= 2]
 
     def _training_randomness(self, seed, device):
-        return OwnRandomness(stream_seed(seed, _TRAINING_STREAM))
+        return contextlib.nullcontext()  # around the module's forward instead
+
+    def _stack(self, spec):
+        stack = super()._stack(spec)
+        if isinstance(stack, ModuleStack):
+            stack.randomness = OwnRandomness(stream_seed(spec.seed, _TRAINING_STREAM))
+        return stack
 
     # ----------------------------------------------------------------- state
 

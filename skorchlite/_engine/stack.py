@@ -19,6 +19,8 @@ A module that is not such a network (one the user changed) trains through
 :class:`ModuleStack`, with autograd, behind the same interface.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -217,12 +219,17 @@ class MLPStack:
 class ModuleStack:
     """Any module as a stack of one, its gradients from autograd.
 
-    For modules that are not our MLPs (one the user changed); the interface
-    of :class:`MLPStack`. The module's own dropout layers draw their masks
-    (from the fit's generator: :func:`skorchlite._engine.network.dropout_generator`).
+    For modules that are not our MLPs (one the user changed, or the user's
+    own); the interface of :class:`MLPStack`. The module's own dropout layers
+    draw their masks: our :class:`~skorchlite._engine.network.Dropout` from
+    the fit's generator (:func:`~skorchlite._engine.network.dropout_generator`),
+    any other draw of a user's module from ``randomness``, a context entered
+    around each forward (:class:`~skorchlite._engine.randomness.OwnRandomness`:
+    only the module's own calls then pay for its interception).
     """
 
     dropout = None
+    randomness = contextlib.nullcontext()
 
     def __init__(self, module, penalized):
         self.module = module
@@ -241,13 +248,16 @@ class ModuleStack:
         ]
 
     def outputs(self, X):
-        return self.module(X[0])[None]
+        with self.randomness:
+            return self.module(X[0])[None]
 
     def gradients(self, target, X, y, w, n_real, start=None):
         for p in self._parameters:
             p.grad = None
         with torch.enable_grad():
-            losses = target.loss_function()(self.module(X[0]), y[0])
+            with self.randomness:
+                outputs = self.module(X[0])
+            losses = target.loss_function()(outputs, y[0])
             if w is None:
                 loss = losses.mean()
             else:
