@@ -1,11 +1,12 @@
 """Export a fitted estimator, or a Pipeline holding one, to an ONNX graph.
 
 A thin wrapper over skl2onnx (:mod:`skorchlite._skl2onnx` registers our
-converters): the graph is written from the fitted arrays, so exporting needs
-neither torch's exporter nor ``torch.export`` (which took seconds and needed
-torch 2.6+ and onnxscript), and a Pipeline's preprocessing converts with the
-model. The wrapper fixes the output names: ``label`` and ``probabilities`` for
-a classifier (no ZipMap), ``predictions`` for a regressor, of the shape of
+converters), so a Pipeline's preprocessing converts with the model. An MLP's
+graph is written from the fitted arrays, without torch's exporter (which takes
+seconds and needs onnxscript); that of any other torch module (TorchClassifier,
+TorchRegressor) is torch's export of it (:mod:`skorchlite._torch_onnx`). The
+wrapper fixes the output names: ``label`` and ``probabilities`` for a
+classifier (no ZipMap), ``predictions`` for a regressor, of the shape of
 ``predict``'s.
 """
 
@@ -22,15 +23,18 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     """Write a fitted estimator (ours, or a Pipeline ending in ours) as ONNX.
 
     The model runs in onnxruntime (or any ONNX runtime) without Python or
-    torch. It computes in float32, whatever precision the estimator trained
-    in: float32 is what every runtime and accelerator supports, and its
-    probabilities agree with ``predict_proba`` to about 1e-6. For float64
+    torch. Its input and outputs are float32, whatever precision the
+    estimator trained in: float32 is what every runtime and accelerator
+    supports, and its probabilities agree with ``predict_proba`` to about
+    1e-6. An MLP computes in float32; any other torch module in its own
+    precision, between casts. For float64
     input or ZipMap outputs, call ``skl2onnx.to_onnx`` yourself after
     registering our converters (see :ref:`onnx`).
 
     Parameters
     ----------
-    estimator : TorchMLPClassifier, TorchMLPRegressor or Pipeline
+    estimator : TorchMLPClassifier, TorchMLPRegressor, TorchClassifier, \
+TorchRegressor or Pipeline
         A fitted estimator, or a fitted Pipeline whose last step is one
         (binary, multiclass, multilabel or regression).
     path : str or os.PathLike, default=None
@@ -57,10 +61,12 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
     TypeError
         If ``estimator`` is neither ours nor a Pipeline ending in ours.
     ValueError
-        If a weight of a float64 model is beyond float32's range, or a
-        classifier saw a single class.
+        If a weight of a float64 MLP is beyond float32's range, a classifier
+        saw a single class, or torch cannot export the module (the message
+        gives torch's reason).
     ImportError
-        If onnx or skl2onnx is not installed.
+        If onnx or skl2onnx (or, for a module other than an MLP's,
+        onnxscript) is not installed.
 
     Examples
     --------
@@ -119,14 +125,17 @@ def export_onnx(estimator, path=None, *, input_name="X", opset_version=None):
 
 def _final_estimator(estimator):
     from ._base import BaseTorchMLP
+    from ._skl2onnx import module_estimator_classes
 
     final = estimator
     while hasattr(final, "steps"):  # Pipeline, nested or not
         final = final.steps[-1][1]
-    if not isinstance(final, BaseTorchMLP) or not isinstance(estimator, BaseEstimator):
+    ours = (BaseTorchMLP, *module_estimator_classes())
+    if not isinstance(final, ours) or not isinstance(estimator, BaseEstimator):
         raise TypeError(
-            "export_onnx expects a fitted TorchMLPClassifier or TorchMLPRegressor, "
-            f"or a Pipeline ending in one, got {type(estimator).__name__}."
+            "export_onnx expects a fitted TorchMLPClassifier, TorchMLPRegressor, "
+            "TorchClassifier or TorchRegressor, or a Pipeline ending in one, got "
+            f"{type(estimator).__name__}."
         )
     return final
 

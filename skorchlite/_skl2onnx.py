@@ -1,12 +1,15 @@
-"""skl2onnx converters for TorchMLPClassifier and TorchMLPRegressor.
+"""skl2onnx converters for our estimators.
 
 After :func:`register_onnx_converters`, ``skl2onnx.to_onnx`` converts our
 estimators alone or inside a Pipeline (or any meta-estimator skl2onnx
-handles), with the options skl2onnx gives classifiers (``zipmap``). The graph
-is written from the fitted arrays (:func:`skorchlite._state.module_state`),
+handles), with the options skl2onnx gives classifiers (``zipmap``). An MLP's
+graph is written from the fitted arrays (:func:`skorchlite._state.module_state`),
 never from torch: Linear layers become MatMul + Add, activations their ONNX
 operators, and the target's head what ``predict`` / ``predict_proba``
-compute. It computes in the input's precision (float32 or float64).
+compute. It computes in the input's precision (float32 or float64). The
+graph of any other torch module (TorchClassifier, TorchRegressor) is torch's
+export of it (:mod:`skorchlite._torch_onnx`), computing in the module's
+precision, before the same head.
 
 A classifier's outputs are skl2onnx's: ``label`` (values of ``classes_``,
 int64 or string; a (n, n_labels) 0/1 int64 matrix for multilabel targets)
@@ -19,11 +22,6 @@ import numpy as np
 from ._base import fitted_target
 from ._engine.activations import ACTIVATIONS
 from ._state import module_state
-
-_ALIASES = {
-    "TorchMLPClassifier": "SkorchliteTorchMLPClassifier",
-    "TorchMLPRegressor": "SkorchliteTorchMLPRegressor",
-}
 
 
 def register_onnx_converters():
@@ -64,6 +62,54 @@ def register_onnx_converters():
     >>> bool(np.abs(proba - pipe.predict_proba(X)).max() < 1e-5)
     True
     """
+    from ._classifier import TorchMLPClassifier
+    from ._regressor import TorchMLPRegressor
+
+    _register(TorchMLPClassifier, _convert)
+    _register(TorchMLPRegressor, _convert)
+    for estimator_class in module_estimator_classes():
+        register_module_converter(estimator_class)
+
+
+def module_estimator_classes():
+    """The classes of estimators of any torch module, for torch's exporter.
+
+    Returns
+    -------
+    classes : tuple of type
+        TorchClassifier and TorchRegressor, those this version has.
+    """
+    import skorchlite
+
+    names = ("TorchClassifier", "TorchRegressor")
+    return tuple(
+        getattr(skorchlite, name) for name in names if hasattr(skorchlite, name)
+    )
+
+
+def register_module_converter(estimator_class):
+    """Register an estimator of any torch module in skl2onnx.
+
+    Torch's exporter writes the graph of the fitted ``module_``
+    (:mod:`skorchlite._torch_onnx`); the converter reads nothing else but
+    ``n_features_in_`` and the fitted target (``classes_``, ``n_outputs_``).
+
+    Parameters
+    ----------
+    estimator_class : type
+        A classifier (a ``ClassifierMixin``) or a regressor class.
+
+    Raises
+    ------
+    ImportError
+        If skl2onnx is not installed.
+    """
+    from ._torch_onnx import convert_module
+
+    _register(estimator_class, convert_module)
+
+
+def _register(estimator_class, converter):
     try:
         from skl2onnx import update_registered_converter
     except ImportError as exc:
@@ -71,20 +117,22 @@ def register_onnx_converters():
             "Converting to ONNX needs skl2onnx, which is not installed. Install "
             "the optional dependencies with: pip install skorchlite[onnx]"
         ) from exc
-    from ._classifier import TorchMLPClassifier
-    from ._regressor import TorchMLPRegressor
+    from sklearn.base import ClassifierMixin
 
-    update_registered_converter(
-        TorchMLPClassifier,
-        _ALIASES["TorchMLPClassifier"],
-        _classifier_shapes,
-        _convert,
-        # skl2onnx's classifier options: "nocl" labels rows by class index.
-        options={"zipmap": [True, False, "columns"], "nocl": [False, True]},
-    )
-    update_registered_converter(
-        TorchMLPRegressor, _ALIASES["TorchMLPRegressor"], _regressor_shapes, _convert
-    )
+    alias = f"Skorchlite{estimator_class.__name__}"
+    if issubclass(estimator_class, ClassifierMixin):
+        update_registered_converter(
+            estimator_class,
+            alias,
+            _classifier_shapes,
+            converter,
+            # skl2onnx's classifier options: "nocl" labels rows by class index.
+            options={"zipmap": [True, False, "columns"], "nocl": [False, True]},
+        )
+    else:
+        update_registered_converter(
+            estimator_class, alias, _regressor_shapes, converter
+        )
 
 
 # -------------------------------------------------------------------- shapes
@@ -238,17 +286,21 @@ def _cast(array, graph):
     return np.ascontiguousarray(array, dtype=graph.dtype)
 
 
-def _convert(scope, operator, container):
-    from skl2onnx.common.data_types import DoubleTensorType
-
-    estimator = operator.raw_operator
-    target = fitted_target(estimator)
+def _check_decision(estimator, target):
     if getattr(target, "single_class", False):
         raise ValueError(
             "This classifier was fitted on a single class "
             f"({estimator.classes_[0]!r}), which it always predicts; there is "
             "no decision to convert. Fit it on at least two classes."
         )
+
+
+def _convert(scope, operator, container):
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    estimator = operator.raw_operator
+    target = fitted_target(estimator)
+    _check_decision(estimator, target)
     is_double = isinstance(operator.inputs[0].type, DoubleTensorType)
     graph = _Graph(scope, container, np.float64 if is_double else np.float32, estimator)
     logits = _network(graph, estimator, operator.inputs[0].full_name)
