@@ -124,14 +124,14 @@ TorchRegressor or Pipeline
 
 
 def _final_estimator(estimator):
-    from ._base import BaseTorchMLP
-    from ._skl2onnx import module_estimator_classes
+    from ._base import BaseTorchEstimator
 
     final = estimator
     while hasattr(final, "steps"):  # Pipeline, nested or not
         final = final.steps[-1][1]
-    ours = (BaseTorchMLP, *module_estimator_classes())
-    if not isinstance(final, ours) or not isinstance(estimator, BaseEstimator):
+    if not isinstance(final, BaseTorchEstimator) or not isinstance(
+        estimator, BaseEstimator
+    ):
         raise TypeError(
             "export_onnx expects a fitted TorchMLPClassifier, TorchMLPRegressor, "
             "TorchClassifier or TorchRegressor, or a Pipeline ending in one, got "

@@ -20,7 +20,9 @@ one output holds (n, n_outputs) predictions.
 import numpy as np
 
 from ._base import fitted_target
+from ._classifier import TorchClassifier
 from ._engine.activations import ACTIVATIONS
+from ._regressor import TorchRegressor
 from ._state import module_state
 
 
@@ -67,24 +69,8 @@ def register_onnx_converters():
 
     _register(TorchMLPClassifier, _convert)
     _register(TorchMLPRegressor, _convert)
-    for estimator_class in module_estimator_classes():
+    for estimator_class in (TorchClassifier, TorchRegressor):
         register_module_converter(estimator_class)
-
-
-def module_estimator_classes():
-    """The classes of estimators of any torch module, for torch's exporter.
-
-    Returns
-    -------
-    classes : tuple of type
-        TorchClassifier and TorchRegressor, those this version has.
-    """
-    import skorchlite
-
-    names = ("TorchClassifier", "TorchRegressor")
-    return tuple(
-        getattr(skorchlite, name) for name in names if hasattr(skorchlite, name)
-    )
 
 
 def register_module_converter(estimator_class):

@@ -1,10 +1,6 @@
-"""ONNX of estimators of any torch module: torch's export, inlined by skl2onnx.
-
-TorchClassifier and TorchRegressor are not here yet: stand-ins, subclasses of
-the MLPs whose ``module_`` is swapped after fit for a module with a skip
-connection or a small CNN, register with :func:`register_module_converter`,
-which reads only ``module_``, ``n_features_in_`` and the fitted target.
-"""
+"""ONNX of TorchClassifier and TorchRegressor (a user's module): torch's
+export, inlined by skl2onnx, on a module with a skip connection and a small
+CNN; modules torch cannot export get torch's reason."""
 
 import sys
 import warnings
@@ -20,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from skorchlite import TorchMLPClassifier, TorchMLPRegressor, export_onnx
+from skorchlite import TorchClassifier, TorchRegressor, export_onnx
 
 skl2onnx = pytest.importorskip("skl2onnx", reason="the onnx extra is not installed")
 onnxruntime = pytest.importorskip(
@@ -29,26 +25,14 @@ onnxruntime = pytest.importorskip(
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
 
 from skorchlite import register_onnx_converters  # noqa: E402
-from skorchlite._skl2onnx import register_module_converter  # noqa: E402
-
-
-class ModuleClassifier(TorchMLPClassifier):
-    """Stand-in for TorchClassifier."""
-
-
-class ModuleRegressor(TorchMLPRegressor):
-    """Stand-in for TorchRegressor."""
-
 
 register_onnx_converters()
-register_module_converter(ModuleClassifier)
-register_module_converter(ModuleRegressor)
 
 
 class Residual(nn.Module):
-    def __init__(self, n_features, n_outputs):
+    def __init__(self, n_features_in, n_outputs):
         super().__init__()
-        self.inner = nn.Linear(n_features, 8)
+        self.inner = nn.Linear(n_features_in, 8)
         self.block = nn.Linear(8, 8)
         self.head = nn.Linear(8, n_outputs)
 
@@ -60,7 +44,7 @@ class Residual(nn.Module):
 class DigitsCNN(nn.Module):
     """8x8 digits images, flattened in X."""
 
-    def __init__(self, n_features, n_outputs):
+    def __init__(self, n_outputs):
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
         self.head = nn.Linear(4 * 4 * 4, n_outputs)
@@ -94,20 +78,23 @@ def _data(kind):
 
 
 def _stand_in(kind, module_class, dtype, pipeline):
-    """A fitted stand-in (in a Pipeline after a StandardScaler or alone) whose
-    module is ``module_class`` in ``dtype``, and its training X."""
+    """A fitted TorchClassifier or TorchRegressor of ``module_class`` in
+    ``dtype`` (in a Pipeline after a StandardScaler or alone), and its
+    training X. A module that cannot train (CallsNumpy) replaces, after fit,
+    the Residual trained in its place."""
     X, y = _data(kind)
-    estimator_class = ModuleRegressor if kind == "regression" else ModuleClassifier
+    estimator_class = TorchRegressor if kind == "regression" else TorchClassifier
+    trains = module_class is not CallsNumpy
     estimator = estimator_class(
-        hidden_layer_sizes=(3,), max_iter=1, dtype=dtype, random_state=0
+        module_class if trains else Residual, max_iter=1, dtype=dtype, random_state=0
     )
     model = make_pipeline(StandardScaler(), estimator) if pipeline else estimator
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
-    torch.manual_seed(0)
-    module = module_class(estimator.n_features_in_, estimator.n_outputs_)
-    estimator.module_ = module.to(getattr(torch, dtype)).eval()
+    if not trains:
+        module = module_class(estimator.n_features_in_, estimator.n_outputs_)
+        estimator.module_ = module.to(getattr(torch, dtype)).eval()
     return model, X
 
 
