@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 import skorchlite
 import skorchlite._device
-from skorchlite import TorchClassifier, TorchRegressor
+from skorchlite import BatchedGridSearchCV, TorchClassifier, TorchRegressor
 
 # --------------------------------------------------------------- the modules
 
@@ -157,8 +157,9 @@ class PenaltyProbe(nn.Module):
         self.vector = nn.Parameter(torch.ones(4))
         self.matrix = nn.Parameter(torch.ones(3, 3))
         self.frozen = nn.Linear(n_features_in, 8)
-        nn.init.constant_(self.frozen.weight, 0.1)
-        nn.init.constant_(self.frozen.bias, 0.1)
+        # Values exact in float32 and float64 alike.
+        nn.init.constant_(self.frozen.weight, 0.125)
+        nn.init.constant_(self.frozen.bias, 0.5)
         self.frozen.requires_grad_(False)
         self.out = nn.Linear(8, n_outputs)
 
@@ -686,8 +687,8 @@ def test_alpha_moves_exactly_the_penalized_trainable_parameters(solver):
     X, y = _digits(60)
     clf = _fit(_classifier(PenaltyProbe, solver=solver, alpha=1.0, max_iter=5), X, y)
     values = {k: v.detach().numpy() for k, v in clf.module_.named_parameters()}
-    assert_array_equal(values["frozen.weight"], 0.1, err_msg="frozen.weight moved")
-    assert_array_equal(values["frozen.bias"], 0.1, err_msg="frozen.bias moved")
+    assert_array_equal(values["frozen.weight"], 0.125, err_msg="frozen.weight moved")
+    assert_array_equal(values["frozen.bias"], 0.5, err_msg="frozen.bias moved")
     assert_array_equal(values["vector"], 1.0, err_msg="the vector moved")
     assert (np.abs(values["matrix"]) < 1).all(), "the penalty must shrink the matrix"
     # Still frozen after a round trip, and through more training.
@@ -697,7 +698,24 @@ def test_alpha_moves_exactly_the_penalized_trainable_parameters(solver):
         _partial_fit(loaded, X, y)
         _partial_fit(clf, X, y)
         _assert_same_weights(loaded, clf)
-        assert_array_equal(loaded.module_.frozen.weight.detach().numpy(), 0.1)
+        assert_array_equal(loaded.module_.frozen.weight.detach().numpy(), 0.125)
+
+
+def test_batched_search_trains_a_frozen_layer_as_fit_does():
+    # BatchedGridSearchCV promises GridSearchCV's results; a frozen layer
+    # must stay frozen in its batched training too (alpha=0: no penalty).
+    X, y = _digits(90)
+    estimator = _classifier(PenaltyProbe, alpha=0.0)
+    grid = {"learning_rate_init": [0.01, 0.03]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        batched = BatchedGridSearchCV(estimator, grid, cv=2).fit(X, y)
+        ordinary = GridSearchCV(estimator, grid, cv=2).fit(X, y)
+    assert_allclose(
+        batched.cv_results_["mean_test_score"],
+        ordinary.cv_results_["mean_test_score"],
+        atol=1e-8,
+    )
 
 
 def test_a_module_given_as_an_argument_is_not_changed_by_fit():
