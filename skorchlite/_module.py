@@ -182,8 +182,11 @@ class BaseTorchModule(BaseTorchEstimator):
     def _penalized_weights(self):
         # What sklearn's alpha penalizes in an MLP: the weights, not the
         # biases; in a module, every parameter of 2 or more dimensions (linear
-        # and convolution weights, embeddings), not biases or norm scales.
-        return [p for p in self.module_.parameters() if p.dim() >= 2]
+        # and convolution weights, embeddings), not biases or norm scales;
+        # nor a frozen one (requires_grad=False): training leaves it as it is.
+        return [
+            p for p in self.module_.parameters() if p.dim() >= 2 and p.requires_grad
+        ]
 
     def _training_randomness(self, seed, device):
         return contextlib.nullcontext()  # around the module's forward instead

@@ -42,7 +42,9 @@ class FuncStack:
         Each buffer stacked likewise (constants: training updates none).
     penalized : list of str, optional
         The names of the parameters under the L2 penalty; by default those
-        with two or more dimensions (weights, not biases or norm scales).
+        with two or more dimensions (weights, not biases or norm scales)
+        that the module does not freeze (``requires_grad=False`` ones get
+        zero gradients: they stay as they are).
 
     Examples
     --------
@@ -72,8 +74,14 @@ class FuncStack:
         self.buffer_names = [name for name, _ in module.named_buffers()]
         self.params = list(params)
         self.buffers = list(buffers)
+        #: Parameters the module froze (requires_grad=False): never trained.
+        self._frozen = [not p.requires_grad for _, p in module.named_parameters()]
         if penalized is None:
-            penalized = [n for n, p in module.named_parameters() if p.dim() >= 2]
+            penalized = [
+                n
+                for n, p in module.named_parameters()
+                if p.dim() >= 2 and p.requires_grad
+            ]
         unknown = set(penalized) - set(self.param_names)
         if unknown:
             raise ValueError(f"no parameters named {sorted(unknown)} to penalize")
@@ -153,7 +161,11 @@ class FuncStack:
         # Contiguous like the parameters: torch's fused Adam kernel reads a
         # gradient's memory in its parameter's layout, whatever its strides
         # (vjp gives a Linear weight's gradient transposed).
-        return loss, [g.contiguous() for g in grads], weight_sum
+        grads = [
+            torch.zeros_like(g) if frozen else g.contiguous()
+            for g, frozen in zip(grads, self._frozen, strict=True)
+        ]
+        return loss, grads, weight_sum
 
     def keep(self, rows):
         """Keep the models of ``rows`` (a list of ints)."""
