@@ -734,6 +734,12 @@ def test_a_module_given_as_an_argument_is_not_changed_by_fit():
         )
         assert unchanged, f"fit changed encoder.{name}"
     assert_array_equal(_fit(clf, X, y).predict_proba(X), first)
+    # Loading does not train the loaded copy's encoder either.
+    loaded = pickle.loads(pickle.dumps(clf))
+    assert_array_equal(loaded.predict_proba(X), first)
+    _partial_fit(loaded, X, y)
+    for name, value in loaded.module__encoder.state_dict().items():
+        assert torch.equal(value, original[name]), f"partial_fit changed {name}"
 
 
 def test_dtype_float64_trains_and_predicts_in_float64():
