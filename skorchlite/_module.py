@@ -17,6 +17,7 @@ parameters build, and only then gives it the arrays.
 """
 
 import contextlib
+import copy
 import inspect
 
 import numpy as np
@@ -157,7 +158,10 @@ class BaseTorchModule(BaseTorchEstimator):
         listed = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
         call = f"{_describe(self.module)}({listed})"
         try:
-            module = self.module(**arguments)
+            # On copies, as clone copies the parameters: fit trains (and
+            # converts) the module it builds, never a value of module__* (a
+            # pretrained encoder, say), and each fit starts from the same one.
+            module = self.module(**copy.deepcopy(arguments))
         except Exception as exc:
             raise ValueError(f"building the module {call} failed: {exc!r}") from exc
         if not isinstance(module, nn.Module):
