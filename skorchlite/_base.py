@@ -488,6 +488,7 @@ class BaseTorchEstimator(CallbackSupportMixin, BaseEstimator):
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             max_grad_norm=self.max_grad_norm,
+            # The MLPs' dropout layers (a user's module draws its own).
             dropout=getattr(self, "dropout", 0.0),
             validation_batch_size=self.predict_batch_size,
             incremental=incremental,

@@ -33,6 +33,7 @@ from ._engine.stack import ModuleStack
 #: The sizes a fit passes to ``module`` when its signature names them.
 DATA_SIZES = ("n_features_in", "n_outputs")
 _PREFIX = "module__"
+_ABSENT = object()
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # The random streams of one seed: the initial weights, and training's draws.
 _INIT_STREAM, _TRAINING_STREAM = 0, 1
@@ -68,20 +69,41 @@ class BaseTorchModule(BaseTorchEstimator):
     }
 
     def _store_module_params(self, module_params):
-        """Keep the ``module__*`` keyword arguments of ``__init__``."""
-        for name, value in module_params.items():
-            if not name.startswith(_PREFIX) or name == _PREFIX:
-                raise TypeError(
-                    f"{type(self).__name__}.__init__() got an unexpected keyword "
-                    f"argument {name!r} (the module's own arguments are passed "
-                    f"as module__<name>=value)."
-                )
-            setattr(self, name, value)
+        """Keep the keyword arguments of ``__init__`` (the ``module__*`` ones).
+
+        Like every parameter they are checked by ``fit``, not here (sklearn's
+        rule: ``__init__`` and ``set_params`` raise nothing). One private dict
+        holds them: sklearn's checks allow no public attribute that is not a
+        name of the signature.
+        """
+        if "_module_params" not in vars(self):
+            self._module_params = {}
+        self._module_params.update(module_params)
+
+    def _check_module_params(self):
+        wrong = [
+            name
+            for name in self._module_params
+            if not (isinstance(name, str) and name.startswith(_PREFIX))
+            or name == _PREFIX
+        ]
+        if wrong:
+            raise TypeError(
+                f"{type(self).__name__} got an unexpected keyword argument "
+                f"{wrong[0]!r} (the module's own arguments are passed as "
+                f"module__<name>=value)."
+            )
+
+    def __getattr__(self, name):
+        # ``clf.module__width`` reads the parameter, as skorch's attributes do.
+        params = vars(self).get("_module_params", {})
+        if name.startswith(_PREFIX) and name in params:
+            return params[name]
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}"
+        )
 
     # ------------------------------------------------------------ parameters
-
-    def _module_params(self):
-        return {k: v for k, v in vars(self).items() if k.startswith(_PREFIX)}
 
     def get_params(self, deep=True):
         """Get the parameters, ``module__*`` included.
@@ -96,7 +118,7 @@ class BaseTorchModule(BaseTorchEstimator):
         params : dict
             Parameter names mapped to their values.
         """
-        return {**super().get_params(deep=deep), **self._module_params()}
+        return {**super().get_params(deep=deep), **self._module_params}
 
     def set_params(self, **params):
         """Set the parameters, ``module__*`` ones included (new ones too).
@@ -112,12 +134,17 @@ class BaseTorchModule(BaseTorchEstimator):
             Estimator instance.
         """
         module_params, others = split_module_params(params)
+        # The name of **module_params itself: kept, and refused by fit.
+        keyword = others.pop("module_params", _ABSENT)
+        if keyword is not _ABSENT:
+            module_params["module_params"] = keyword
         self._store_module_params(module_params)
         return super().set_params(**others) if others else self
 
     # -------------------------------------------------------------- network
 
     def _check_architecture(self):
+        self._check_module_params()
         if isinstance(self.module, nn.Module):
             raise ValueError(
                 f"module must be an nn.Module class or a function returning a "
@@ -132,7 +159,7 @@ class BaseTorchModule(BaseTorchEstimator):
         """The keyword arguments of ``module`` for data of these sizes."""
         arguments = {
             name.removeprefix(_PREFIX): value
-            for name, value in self._module_params().items()
+            for name, value in self._module_params.items()
         }
         try:
             signature = inspect.signature(self.module)
@@ -196,6 +223,19 @@ class BaseTorchModule(BaseTorchEstimator):
         return contextlib.nullcontext()  # around the module's forward instead
 
     def _stack(self, spec):
+        frozen = [
+            name
+            for name, p in self.module_.named_parameters()
+            if not p.requires_grad and p.dim() >= 2
+        ]
+        if frozen and spec.solver.name == "adamw" and spec.settings.alpha > 0:
+            # AdamW's decoupled decay shrinks every weight it steps.
+            raise ValueError(
+                f"solver='adamw' with alpha={spec.settings.alpha} would decay the "
+                f"frozen parameters {frozen} of the module (requires_grad=False). "
+                "Use solver='adam' (alpha is then an L2 penalty on the trainable "
+                "weights only), set alpha=0, or register them as buffers."
+            )
         stack = super()._stack(spec)
         if isinstance(stack, ModuleStack):
             stack.randomness = OwnRandomness(stream_seed(spec.seed, _TRAINING_STREAM))

@@ -344,15 +344,19 @@ def _param_names(estimator):
 
 
 def _module_param_names(estimator, state):
-    """The ``module__*`` keys of ``state``, if ``estimator`` takes them."""
+    """``{"_module_params"}`` if ``estimator`` takes a user module's
+    ``module__*`` parameters (kept in that dict), else nothing; raises
+    ValueError if the dict in ``state`` is not one of such names."""
     parameters = inspect.signature(type(estimator).__init__).parameters.values()
     if not any(p.kind == p.VAR_KEYWORD for p in parameters):
         return set()
-    return {
-        key
-        for key in state
-        if isinstance(key, str) and key.startswith("module__") and key.isidentifier()
-    }
+    values = state.get("_module_params", {})
+    if not isinstance(values, dict) or not all(
+        isinstance(key, str) and key.startswith("module__") and key.isidentifier()
+        for key in values
+    ):
+        raise ValueError("_module_params must map module__<name> keys to values.")
+    return {"_module_params"}
 
 
 def _settings(estimator):

@@ -679,7 +679,31 @@ def test_class_weight_equals_sample_weight(module):
     assert_allclose(balanced.predict_proba(X), by_row.predict_proba(X), rtol=1e-10)
 
 
-@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd", "lbfgs"])
+class DecayProbe(PenaltyProbe):
+    """PenaltyProbe without the frozen layer."""
+
+    def __init__(self, n_features_in, n_outputs):
+        super().__init__(n_features_in, n_outputs)
+        self.frozen.requires_grad_(True)
+
+
+def test_adamw_decays_the_weights_of_any_layout_not_vectors():
+    X, y = _digits(60)
+    clf = _fit(_classifier(DecayProbe, solver="adamw", alpha=1.0, max_iter=3), X, y)
+    assert_array_equal(clf.module_.vector.detach().numpy(), 1.0)
+    assert (clf.module_.matrix.detach().numpy() < 1).all()
+
+
+def test_adamw_refuses_to_decay_a_frozen_layer():
+    # AdamW's decoupled decay would shrink the frozen weights it steps.
+    X, y = _digits(60)
+    with pytest.raises(ValueError, match=r"would decay the frozen parameters"):
+        _fit(_classifier(PenaltyProbe, solver="adamw", alpha=1.0, max_iter=2), X, y)
+    clf = _fit(_classifier(PenaltyProbe, solver="adamw", alpha=0.0, max_iter=2), X, y)
+    assert_array_equal(clf.module_.frozen.weight.detach().numpy(), 0.125)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
 def test_alpha_moves_exactly_the_penalized_trainable_parameters(solver):
     # alpha penalizes "parameters of two or more dimensions" (with adamw:
     # decays them); a frozen layer is not trained, by the penalty or
@@ -1032,7 +1056,7 @@ def test_a_module_param_changed_after_fit_still_pickles(tmp_path):
     clf = _fit(_classifier(SkipNet, module__width=8), X, y)
     clf.set_params(module__width=5)
     loaded = pickle.loads(pickle.dumps(clf))
-    assert loaded.module__width == 5
+    assert loaded.get_params()["module__width"] == 5
     assert loaded.module_.inner.out_features == 8
     assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     pytest.importorskip("skops", reason="skops is an optional dependency")
@@ -1193,9 +1217,16 @@ def _setter(key, value):
     return change
 
 
+def _module_param_setter(name, value):
+    def change(state):
+        state["_module_params"][name] = value
+
+    return change
+
+
 def _raising_factory_state(state):
     state["module"] = raising_factory
-    del state["module__width"]
+    del state["_module_params"]["module__width"]
 
 
 def _module_setter(key, value):
@@ -1224,13 +1255,22 @@ TAMPERINGS = {
     "names swapped": (_swap_names, "names"),
     "a name renamed": (_rename, "inner.weight_extra"),
     "an entry missing": (_drop_last, "names"),
-    "width changed": (_setter("module__width", 9), r"shape \(9, 64\)"),
+    "width changed": (_module_param_setter("module__width", 9), r"shape \(9, 64\)"),
     # Rebuilt on the meta device: nothing of these sizes is allocated.
-    "a huge width": (_setter("module__width", 10**9), r"shape \(1000000000, 64\)"),
-    "an overflowing width": (_setter("module__width", 10**12), "width=1000000000000"),
+    "a huge width": (
+        _module_param_setter("module__width", 10**9),
+        r"shape \(1000000000, 64\)",
+    ),
+    "an overflowing width": (
+        _module_param_setter("module__width", 10**12),
+        "width=1000000000000",
+    ),
     "n_features_in_ changed": (_setter("n_features_in_", 63), r"shape \(8, 63\)"),
     "n_outputs_ changed": (_setter("n_outputs_", 3), "n_outputs_=3"),
-    "a module__ it does not take": (_setter("module__depth", 2), "module__depth"),
+    "a module__ it does not take": (
+        _module_param_setter("module__depth", 2),
+        "module__depth",
+    ),
     "another module": (_setter("module", DropoutNet), "names"),
     "a module without its parameter": (
         _setter("module", DigitsCNN),
@@ -1278,7 +1318,8 @@ def _edit_schema(data, edit):
 
 def _change_width(width):
     def edit(schema):
-        node = schema["content"]["content"]["module__width"]
+        params = schema["content"]["content"]["_module_params"]
+        node = params["content"]["module__width"]
         assert node["content"] == "8"
         node["content"] = str(width)
 
@@ -1331,9 +1372,16 @@ def test_module_must_be_callable(module):
         TorchClassifier(module).fit(X, y)
 
 
-def test_an_argument_not_prefixed_module_is_refused():
-    with pytest.raises(TypeError, match="module__<name>"):
-        TorchClassifier(SkipNet, width=3)
+def test_an_argument_not_prefixed_module_is_refused_by_fit():
+    # __init__ and set_params raise nothing (sklearn's rule); fit says what
+    # to write instead.
+    X, y = _digits(60)
+    for clf in (
+        TorchClassifier(SkipNet, width=3),
+        TorchClassifier(SkipNet).set_params(module_params=3),
+    ):
+        with pytest.raises(TypeError, match="module__<name>"):
+            clf.fit(X, y)
 
 
 @pytest.mark.parametrize(

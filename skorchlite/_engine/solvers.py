@@ -347,7 +347,7 @@ class _AdamBase(Solver):
 
     def _kernel(self, params, grads, tensors, steps, options):
         lr, beta_1, beta_2, epsilon, alpha = options
-        groups = self._decay_groups(len(params), alpha)
+        groups = self._decay_groups(params, alpha)
         if params[0].device.type not in _FUSED_DEVICES:
             for indices, weight_decay in groups:
                 torch_adam(
@@ -393,13 +393,15 @@ class _AdamBase(Solver):
                 maximize=False,
             )
 
-    def _decay_groups(self, n_params, alpha):
-        return [(range(n_params), 0.0)]
+    def _decay_groups(self, params, alpha, stacked=True):
+        return [(range(len(params)), 0.0)]
 
     def reference(self, params, settings):
         groups = [
             {"params": [params[i] for i in indices], "weight_decay": decay}
-            for indices, decay in self._decay_groups(len(params), settings.alpha)
+            for indices, decay in self._decay_groups(
+                params, settings.alpha, stacked=False
+            )
         ]
         optimizer = torch.optim.AdamW if self.decoupled_decay else torch.optim.Adam
         return optimizer(
@@ -424,9 +426,15 @@ class AdamW(_AdamBase):
     )
     decoupled_decay = True
 
-    def _decay_groups(self, n_params, alpha):
-        # Weights (even indices) decay, biases do not: torch's AdamW groups.
-        return [(range(0, n_params, 2), alpha), (range(1, n_params, 2), 0.0)]
+    def _decay_groups(self, params, alpha, stacked=True):
+        # Weights decay, biases (and a user module's norm scales) do not: the
+        # parameters of 2 or more dimensions per model, as alpha penalizes
+        # them for the other solvers (an MLP's even indices: torch's AdamW
+        # groups of our MLPs). Stacked parameters have a leading model axis.
+        weight_dims = 3 if stacked else 2
+        weights = [i for i, p in enumerate(params) if p.dim() >= weight_dims]
+        others = [i for i, p in enumerate(params) if p.dim() < weight_dims]
+        return [(weights, alpha), (others, 0.0)]
 
     def parameter_order(self, n_params):
         # The order of the two parameter groups (older files list it so).
