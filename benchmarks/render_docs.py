@@ -36,6 +36,14 @@ SOURCES = {
         "results_regression.md",
         ["TorchMLPRegressor against MLPRegressor"],
     ),
+    "own_module.inc": (
+        "results_own_module.md",
+        [
+            "TorchClassifier against skorch, single fits",
+            "Time per step against a plain PyTorch loop",
+            "BatchedGridSearchCV against GridSearchCV on skorch",
+        ],
+    ),
 }
 
 

@@ -150,9 +150,33 @@ clf = TorchMLPClassifier((8,), solver="lbfgs", random_state=0).fit(X, y)
 X_huge = np.tile(X, (20, 1))
 """,
 }
+# The own-module page defines its modules inline, standing for a module of the
+# reader's, ``mynets.py``: pickle and skops refer to a class by its import
+# path, so while the page runs its namespace is importable under that name.
+SETUP["user_guide/own_module.rst"] = (
+    MOONS
+    + """
+import sys
+import types
+
+class _PageModule(types.ModuleType):
+    def __getattr__(self, name):
+        try:
+            return _page_namespace[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+_page_namespace = globals()
+sys.modules["mynets"] = _PageModule("mynets")
+__name__ = "mynets"
+"""
+)
 # mlflow warns about its own type hints when first imported: not the page's.
 SETUP["user_guide/deploying.rst"] = "import mlflow.pyfunc\n"
-TEARDOWN = {"user_guide/dask.rst": "client.close()\ncluster.close()"}
+TEARDOWN = {
+    "user_guide/dask.rst": "client.close()\ncluster.close()",
+    "user_guide/own_module.rst": 'sys.modules.pop("mynets")',
+}
 # Blocks that cannot run on every machine: (page, block number) -> reason.
 SKIP_BLOCKS = {
     ("user_guide/devices.rst", 1): torch.cuda.is_available()
@@ -233,6 +257,7 @@ def test_page_code_examples_run(page, tmp_path, monkeypatch):
     globs = {"np": np, "_run_block": _run_block}
     exec(SETUP.get(name, ""), globs)
     test = doctest.DocTest(examples, globs, name, str(page), 0, None)
+    test.globs = globs  # not DocTest's copy: the namespace the setup ran in
     runner = doctest.DocTestRunner(
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     )

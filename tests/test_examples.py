@@ -72,6 +72,39 @@ def _check_diabetes(namespace):
     assert namespace["test_r2"] > 0.25
 
 
+def _check_own_module_cnn(namespace):
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from skorchlite import TorchClassifier
+
+    cnn, mlp = namespace["cnn"], namespace["mlp"]
+    assert isinstance(cnn.module_, namespace["SmallCNN"])
+    assert cnn.n_outputs_ == 10 and not cnn.module_.training
+    # What the example says: the CNN, with fewer weights, beats the MLP.
+    assert namespace["cnn_accuracy"] > max(0.97, namespace["mlp_accuracy"])
+    assert namespace["n_weights"](cnn.module_) < namespace["n_weights"](mlp.module_)
+    assert namespace["same"]
+
+    search = namespace["search"]
+    assert len(search.cv_results_["params"]) == 6
+    assert search.n_splits_ == 3
+    assert search.best_score_ == namespace["mean_scores"].max()
+    assert isinstance(search.best_estimator_, TorchClassifier)
+    assert namespace["test_accuracy"] > 0.97
+    # The search's score of its best candidate on the first fold is an
+    # ordinary fit's (batched or not; float32 rounding may flip a prediction).
+    X_train, y_train = namespace["X_train"], namespace["y_train"]
+    train, test = next(StratifiedKFold(3).split(X_train, y_train))
+    alone = clone(search.estimator).set_params(**search.best_params_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs, as there
+        alone.fit(X_train[train], y_train[train])
+    score = alone.score(X_train[test], y_train[test])
+    best = search.best_index_
+    assert abs(search.cv_results_["split0_test_score"][best] - score) <= 1 / len(test)
+
+
 def _check_quickstart(namespace):
     assert namespace["test_accuracy"] > 0.96
 
@@ -104,6 +137,7 @@ CASES = {
         ["diabetes_loss_curve.png", "diabetes_prediction_error.png"],
         _check_diabetes,
     ),
+    "plot_9_own_module_cnn.py": (["own_module_cnn.png"], _check_own_module_cnn),
     "quickstart.py": (["quickstart_decision_boundary.png"], _check_quickstart),
 }
 
