@@ -1,39 +1,54 @@
 """TorchClassifier on a module of your own, against skorch's NeuralNetClassifier.
 
-Run ``python benchmarks/own_module.py`` (``--quick``: the tutorial data only,
-one smaller grid, written to a temporary directory; ``--json PATH``: each
-configuration's seconds as JSON too; ``--repeats N`` turns). The same module
-class and configuration go to both libraries: skorch's tutorial module
-(``ClassifierModule``, 20 -> 10 -> 10 -> 2 with dropout 0.5, returning logits
-here) on its data (``make_classification(1000, 20)``), the same module on
-digits, and a small CNN on digits; Adam, the same learning rate, batch size
-and number of epochs, shuffled batches, no validation split, no L2 penalty.
-Both start from the same initial weights: the modules draw them from a
-``torch.Generator`` seeded with ``init_seed``, whoever builds them (except
-the output layer of a binary target, one logit here and two in skorch's).
-Batch order and dropout masks are seeded (``random_state=0`` here,
-``torch.manual_seed(0)`` before each of skorch's fits) but come from
-different generators.
+Run ``python benchmarks/own_module.py`` (about 2 minutes on a quiet 2-core
+machine; ``--quick``: the tutorial data only, 2 x 2 grids, 2 turns, written
+to a temporary directory, under a minute; ``--json PATH``: each
+configuration's median seconds as JSON too; ``--repeats N``,
+``--search-repeats N``: turns). Needs skorch (the ``bench`` extra).
+
+The same module class and configuration go to both libraries: skorch's
+tutorial module (``ClassifierModule``, 20 -> 10 -> 10 -> 2 with dropout 0.5,
+returning logits here) on its data (``make_classification(1000, 20)``), the
+same module on digits, and a small CNN on digits; Adam, the same learning
+rate, batch size (128, skorch's default) and number of epochs, shuffled
+batches, no validation split, no L2 penalty. Both start from the same
+initial weights: the modules draw them from a ``torch.Generator`` seeded with
+``init_seed``, whoever builds them (except the output layer of a binary
+target: one logit and ``BCEWithLogitsLoss`` here, two logits and
+``CrossEntropyLoss`` in skorch's). Batch order and dropout masks are seeded
+(``random_state=0`` here, ``torch.manual_seed(0)`` before each of skorch's
+fits) but come from different generators. Ours picks one torch thread for
+these modules; skorch runs inside ``torch.set_num_threads(1)`` to match, and,
+on the first data set, also on torch's default threads (what a skorch user
+gets; on a busy shared machine those fits are the slowest and least steady).
 
 Sections of the report (``benchmarks/results_own_module.md``; the docs'
-fragment ``own_module.inc`` is rendered from it):
+fragment ``own_module.inc`` is rendered from its first three):
 
-- single fits: wall time of ours and skorch's, turn by turn (the first in
-  each turn alternates), after one untimed fit of each; best, median and the
-  spread (slowest / fastest turn) of each, the median of each turn's ratio,
-  test accuracies, and the goal (ours <= 0.2x skorch's time);
-- time per epoch against the floor: the same fits beside a hand-written
-  PyTorch loop on the same module (``torch.optim.Adam``, the same batch size,
-  ``torch.randperm`` batches, the thread count ours picks), and, as a
-  diagnostic only, ours with ``OwnRandomness`` (the ``TorchFunctionMode``
-  that routes the module's random draws to the fit's generator) replaced by a
-  ``nullcontext``: what the interception costs;
+- single fits: wall time of ours and skorch's, in turns with the plain
+  loops below (each turn's first fit one further along the list, ours before
+  skorch's in half the turns), after one untimed fit of each; best, median
+  and spread (slowest / fastest turn), the median of each turn's ratio, test
+  accuracies, the goal (ours <= 0.2x skorch's time);
+- time per step against the floor: a hand-written PyTorch loop on the same
+  module (``torch.optim.Adam``, and ``Adam(fused=True)``, the kernel ours
+  calls; the same batch size, ``torch.randperm`` batches, ours' loss and
+  thread count), and, as a diagnostic only, ours with ``OwnRandomness`` (the
+  ``TorchFunctionMode`` that routes the module's random draws to the fit's
+  generator) replaced by a ``nullcontext``: what the interception costs;
 - grid searches: ``BatchedGridSearchCV`` against ``GridSearchCV`` on skorch's
-  net (``n_jobs=1``), ``module__num_units`` x ``lr`` x 3 folds, with and
-  without dropout, with how many fits our search batched and why the others
-  fell back (what it prints under ``verbose=1``); goal: 10x;
-- where our time goes: cProfile of one of our tutorial fits, the top
-  functions by own time and a few named totals.
+  net (``n_jobs=1``), ``module__num_units`` x learning rate x 3 folds, with
+  and without dropout, with how many fits our search batched
+  (``n_batched_fits_``) and why the others fell back (what it prints under
+  ``verbose=1``); goal: 10x;
+- diagnostics: our batched search split into its phases (by wrapping its
+  functions, at torch's default threads and at one), cProfile of one of our
+  single fits and of the batched search (top functions by own time, named
+  totals, own time by area), and one forward of the tutorial module with and
+  without ``OwnRandomness``.
+
+Nothing here changes the library: the diagnostics patch it only inside
+their own ``with`` blocks.
 """
 
 import argparse
@@ -169,7 +184,7 @@ def cases(quick):
                 "digits (8 x 8, 10 classes)",
                 DigitsCNN,
                 {"channels": 8},
-                20,
+                10,
                 0.003,
                 digits_data(),
             ),
@@ -307,11 +322,13 @@ def sizes_of(module, n_features, n_outputs):
     return sizes
 
 
-#: The fits of each case, in the order of the rotation: ours and skorch's
-#: come first in as many turns each (over 5 turns, 3 and 2).
+#: The fits of each case, in the order of the rotation: over 6 turns, ours
+#: comes before skorch's in 3 and after it in 3. ``--quick`` leaves out
+#: skorch at torch's default threads (on a busy machine, its slowest fits).
 FIT_SIDES = (
     "ours",
     "plain loop",
+    "skorch, default threads",
     "skorch",
     "plain loop, fused Adam",
     "ours without OwnRandomness",
@@ -327,8 +344,13 @@ def case_fits(config, X, y, n_classes, fitted):
         fitted["ours"] = ours(*config).fit(X, y)
 
     def fit_skorch():
+        with torch_threads(1):  # the thread count ours picks for these modules
+            torch.manual_seed(0)
+            fitted["skorch"] = skorch_net(*config, X.shape[1], n_classes).fit(X, y)
+
+    def fit_skorch_default_threads():
         torch.manual_seed(0)
-        fitted["skorch"] = skorch_net(*config, X.shape[1], n_classes).fit(X, y)
+        skorch_net(*config, X.shape[1], n_classes).fit(X, y)
 
     def fit_unrouted():
         with without_own_randomness():
@@ -341,6 +363,7 @@ def case_fits(config, X, y, n_classes, fitted):
         "ours": fit_ours,
         "plain loop": fit_plain,
         "skorch": fit_skorch,
+        "skorch, default threads": fit_skorch_default_threads,
         "plain loop, fused Adam": partial(fit_plain, fused=True),
         "ours without OwnRandomness": fit_unrouted,
     }
@@ -351,6 +374,7 @@ WARM_UP = (
     "skorch",
     "plain loop",
     "plain loop, fused Adam",
+    "skorch, default threads",
     "ours without OwnRandomness",
 )
 
@@ -367,7 +391,11 @@ def bench_fits(quick, repeats):
         config = (module, params, epochs, lr)
         fitted = {}
         fits = case_fits(config, X_train, y_train, n_classes, fitted)
-        runners = {side: partial(timed, fits[side]) for side in FIT_SIDES}
+        # skorch at torch's default threads: the first case only (on a busy
+        # machine its fits take seconds each), and not with --quick.
+        default_threads = number == 0 and not quick
+        sides = [s for s in FIT_SIDES if default_threads or not s.endswith("threads")]
+        runners = {side: partial(timed, fits[side]) for side in sides}
         # One untimed fit of each, ours and skorch's first; in the first case,
         # the first fits in this process.
         first = {side: runners[side]() for side in sorted(runners, key=WARM_UP.index)}
@@ -388,6 +416,11 @@ def bench_fits(quick, repeats):
                 "first": first if number == 0 else None,
                 "seconds": {side: summary(s) for side, s in seconds.items()},
                 "ratio": turn_ratio(seconds["ours"], seconds["skorch"]),
+                "ratio default threads": (
+                    turn_ratio(seconds["ours"], seconds["skorch, default threads"])
+                    if "skorch, default threads" in seconds
+                    else None
+                ),
                 "accuracy": accuracy,
                 "ratios": {
                     "ours / plain": turn_ratio(seconds["ours"], seconds["plain loop"]),
@@ -415,7 +448,7 @@ def bench_fits(quick, repeats):
 def grids(quick):
     """(label, module parameters held fixed, grid of ours, grid of skorch's)."""
     units = [10, 20] if quick else [10, 20, 50]
-    rates = [0.003, 0.01] if quick else [0.001, 0.003, 0.01]
+    rates = [0.003, 0.01]
     ours_grid = {"module__num_units": units, "learning_rate_init": rates}
     skorch_grid = {"module__num_units": units, "lr": rates}
     return [
@@ -458,7 +491,8 @@ def bench_searches(quick, repeats, epochs=20):
             net = skorch_net(ClassifierModule, fixed, epochs, 0.01, X.shape[1], 2)
             search = GridSearchCV(net, grid, cv=3, refit=False, n_jobs=1)
             torch.manual_seed(0)
-            seconds = timed(lambda: search.fit(X, y))
+            with torch_threads(1):
+                seconds = timed(lambda: search.fit(X, y))
             found["skorch"] = search
             return seconds
 
@@ -614,6 +648,70 @@ def forward_costs(calls=300, repeats=5):
     return costs
 
 
+#: Where a profile entry's own time goes, by its file: the first match.
+AREAS = (
+    ("~", "C++ calls (torch kernels, autograd engine, builtins)"),
+    ("skorchlite/_engine/randomness", "OwnRandomness (Python)"),
+    ("skorchlite/", "skorchlite, other Python"),
+    ("torch/_functorch", "torch.func (Python)"),
+    ("torch/utils/_pytree", "torch pytree (Python)"),
+    ("torch/nn/", "torch.nn modules and functions (Python)"),
+    ("torch/autograd", "torch.autograd (Python)"),
+    ("torch/overrides", "torch.overrides (Python)"),
+    ("torch/", "torch, other Python"),
+    ("sklearn/", "scikit-learn"),
+    ("", "other Python (this script, the standard library)"),
+)
+
+
+def by_area(stats):
+    """``{area: own seconds}`` of a profile's entries."""
+    found = dict.fromkeys([label for _, label in AREAS], 0.0)
+    for (path, _, _), entry in stats.items():
+        label = next(label for marker, label in AREAS if marker in path)
+        found[label] += entry[2]
+    return found
+
+
+def top_entries(profiler, top):
+    """``(total own seconds, stats, the top entries by own time)``."""
+    stats = pstats.Stats(profiler).stats
+    total = sum(entry[2] for entry in stats.values())
+    ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)
+    entries = [
+        (short_name(key), calls, own, cumulative)
+        for key, (_, calls, own, cumulative, _) in ranked[:top]
+    ]
+    return total, stats, entries
+
+
+def profile_search(top):
+    """cProfile of our dropout-0 search inside torch.set_num_threads(1),
+    where its groups train one after the other in this thread (with more
+    threads they train in worker threads, which cProfile does not see)."""
+    X, y = tutorial_data()
+    _, fixed, grid, _ = grids(quick=False)[-1]
+
+    def search():
+        estimator = ours(ClassifierModule, fixed, 20, 0.01)
+        return BatchedGridSearchCV(estimator, grid, cv=3, refit=False)
+
+    with torch_threads(1):
+        search().fit(X, y)  # warm
+        profiler = cProfile.Profile()
+        profiler.enable()
+        fitted = search().fit(X, y)
+        profiler.disable()
+    total, stats, entries = top_entries(profiler, top)
+    groups = getattr(fitted, "n_batch_groups_", None)
+    return {
+        "total": total,
+        "top": entries,
+        "groups": groups,
+        "areas": by_area(stats),
+    }
+
+
 def profile_fit(top):
     """cProfile of one of our tutorial fits: the total, the ``top`` entries
     by own time, and the cumulative time of the named entries."""
@@ -624,13 +722,7 @@ def profile_fit(top):
     profiler.enable()
     estimator.fit(X, y)
     profiler.disable()
-    stats = pstats.Stats(profiler).stats
-    total = sum(entry[2] for entry in stats.values())
-    ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)
-    entries = [
-        (short_name(key), calls, own, cumulative)
-        for key, (_, calls, own, cumulative, _) in ranked[:top]
-    ]
+    total, stats, entries = top_entries(profiler, top)
     named = {}
     for label, (path, function) in NAMED_TOTALS.items():
         matches = [
@@ -647,7 +739,9 @@ def profile_fit(top):
         "steps": steps,
         "top": entries,
         "named": named,
+        "areas": by_area(stats),
         "forward": forward_costs(),
+        "search": profile_search(top),
     }
 
 
@@ -669,10 +763,15 @@ def fits_section(rows, repeats):
         "class and initial weights, Adam, batch 128, shuffled, no validation "
         "split, no penalty, float32; ours random_state=0, skorch "
         "torch.manual_seed(0) before each fit; ours picks its torch threads "
-        "(one for these modules), skorch runs on torch's default. Binary "
+        "(one for these modules) and skorch runs inside "
+        "torch.set_num_threads(1) to match; skorch, default threads: skorch on "
+        f"torch's default ({torch.get_num_threads()}), what a skorch user gets "
+        "(on a shared machine, the slowest and least steady fits: a thread pool "
+        "whose threads wait for each other), timed on the first data set only. "
+        "Binary "
         "targets: ours one logit and BCEWithLogitsLoss, skorch two logits and "
         "CrossEntropyLoss. Spread: slowest / fastest turn. ours / skorch: the "
-        "median of each turn's ratio; goal: ours <= "
+        "median of each turn's ratio, against skorch on one thread; goal: ours <= "
         f"{SINGLE_FIT_GOAL:g}x skorch's time. Accuracy on a stratified 20% test "
         "split. The first fits in this process (untimed, in this order): ours "
         f"{first['ours']:.3f} s, skorch {first['skorch']:.3f} s (its first "
@@ -681,8 +780,11 @@ def fits_section(rows, repeats):
         "",
         "| data | module | train rows | epochs | lr | ours best s | ours median s "
         "| ours spread | skorch best s | skorch median s | skorch spread "
-        "| ours / skorch | goal | ours acc | skorch acc |",
-        "|" + "---|" * 15,
+        "| ours / skorch | goal | skorch, default threads median s "
+        "| skorch, default threads spread | ours / skorch, default threads "
+        "| ours acc "
+        "| skorch acc |",
+        "|" + "---|" * 18,
     ]
     for r in rows:
         ratio = r["ratio"]
@@ -697,11 +799,20 @@ def fits_section(rows, repeats):
             *spread_cells(r["seconds"]["skorch"]),
             f"{ratio:.2f}",
             f"{SINGLE_FIT_GOAL:g}x: {met}",
+            *default_threads_cells(r),
             f"{r['accuracy']['ours']:.3f}",
             f"{r['accuracy']['skorch']:.3f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def default_threads_cells(row):
+    found = row["seconds"].get("skorch, default threads")
+    if found is None:  # --quick, and the cases after the first
+        return ["not run"] * 3
+    ratio = row["ratio default threads"]
+    return [f"{found['median']:.3f}", f"{found['spread']:.2f}", f"{ratio:.2f}"]
 
 
 def epoch_section(rows, repeats):
@@ -712,7 +823,8 @@ def epoch_section(rows, repeats):
         "Plain loop: the same module and initial weights, torch.optim.Adam "
         "(torch's default, for-loop implementation on the CPU) or "
         "Adam(fused=True) (the kernel ours calls), the same batch size, "
-        "torch.randperm batches, ours' loss and thread count: the floor. Ours "
+        "torch.randperm batches, ours' loss and thread count: the floor; "
+        "skorch on one thread, as above. Ours "
         "without OwnRandomness is a diagnostic only (OwnRandomness replaced by a "
         "nullcontext: the module's draws then come from torch's global "
         "generator, dropout from torch's own kernel). Ratios: medians of each "
@@ -762,12 +874,13 @@ def epoch_section(rows, repeats):
 
 def search_section(rows, repeats, quick):
     units = "10, 20" if quick else "10, 20, 50"
-    rates = "0.003, 0.01" if quick else "0.001, 0.003, 0.01"
+    rates = "0.003, 0.01"
     lines = [
         "### BatchedGridSearchCV against GridSearchCV on skorch",
         "",
         "BatchedGridSearchCV(TorchClassifier(ClassifierModule)) against "
-        "GridSearchCV(NeuralNetClassifier(ClassifierModule), n_jobs=1) on the "
+        "GridSearchCV(NeuralNetClassifier(ClassifierModule), n_jobs=1) inside "
+        "torch.set_num_threads(1) (ours at torch's default) on the "
         f"tutorial data: module__num_units in ({units}) x learning rate in "
         f"({rates}), 3 folds, 20 epochs, refit=False, the configuration of the "
         f"single fits; {repeats} turn(s), alternating. Speed-up: skorch's time / "
@@ -848,10 +961,46 @@ def profile_section(profile):
         "",
         "The same profile, the entries with the most time spent in themselves.",
         "",
+    ]
+    lines += top_table(profile["top"], total)
+    search = profile["search"]
+    lines += [
+        "",
+        "### Top functions of the batched search by own time",
+        "",
+        "cProfile of the dropout-0 search of the table above (every fit "
+        f"batched, in {search['groups']} group(s)), warm, inside "
+        "torch.set_num_threads(1) so that its groups train in this thread. "
+        f"Total {search['total']:.3f} s profiled.",
+        "",
+        *top_table(search["top"], search["total"]),
+        "",
+        "### Own time by area",
+        "",
+        "Both profiles' own time, summed by the file of each entry: C++ calls "
+        "are torch's operators, its autograd engine's backward and Python's "
+        "builtins; the others are Python code.",
+        "",
+        "| area | single fit s | single fit share | batched search s "
+        "| batched search share |",
+        "|---|---|---|---|---|",
+    ]
+    for label, seconds in profile["areas"].items():
+        other = search["areas"][label]
+        if seconds or other:
+            lines.append(
+                f"| {label} | {seconds:.3f} | {seconds / total:.0%} | {other:.3f} "
+                f"| {other / search['total']:.0%} |"
+            )
+    return lines
+
+
+def top_table(entries, total):
+    lines = [
         "| function | calls | own s | share | cumulative s |",
         "|---|---|---|---|---|",
     ]
-    for name, calls, own, cumulative in profile["top"]:
+    for name, calls, own, cumulative in entries:
         lines.append(
             f"| `{name}` | {calls} | {own:.4f} | {own / total:.0%} | {cumulative:.4f} |"
         )
@@ -899,7 +1048,7 @@ def report(fits, searches, phases, profile, repeats, quick):
         "",
         *search_section(searches, repeats["search"], quick),
         "",
-        *phases_section(phases, repeats["search"]),
+        *phases_section(phases, repeats["phases"]),
         "",
         *profile_section(profile),
     ]
@@ -952,7 +1101,8 @@ def main():
     print("grid searches", file=sys.stderr)
     searches = bench_searches(args.quick, repeats["search"])
     print("batched search phases", file=sys.stderr)
-    phases = search_phases(args.quick, max(repeats["search"] - 1, 1))
+    repeats["phases"] = max(repeats["search"] - 1, 1)
+    phases = search_phases(args.quick, repeats["phases"])
     print("profile", file=sys.stderr)
     profile = profile_fit(top=12)
     text = report(fits, searches, phases, profile, repeats, args.quick)
