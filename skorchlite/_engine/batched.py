@@ -18,6 +18,7 @@ zero-padded to the largest, their padded rows weighing 0.
 
 import dataclasses
 import itertools
+import math
 import threading
 import time
 from collections import defaultdict
@@ -46,6 +47,11 @@ RUN_MAX_ACTIVATIONS = 2**19
 
 # Stacked steps with at least this many hidden activations use torch's threads.
 PARALLEL_MIN_ACTIVATIONS = 2**15
+
+# A batched run allocates at most about this many bytes (BatchedGroup.memory):
+# a larger group trains as several runs (in a search over joblib workers,
+# several tasks), fold by fold.
+RUN_MAX_BYTES = 2**30
 
 
 @dataclass
@@ -167,14 +173,42 @@ class BatchedGroup:
 
     def cost(self):
         """A relative estimate of the group's training time."""
+        return len(self.jobs) * self.n_rows * self._n_params()
+
+    def memory(self):
+        """An estimate of the bytes training the group allocates.
+
+        The distinct training sets, each model's weights, validation rows and
+        parameters (with their gradients, optimizer state and best copy), and
+        a step's activations (for a user's module, one number per output
+        feature or channel of its weights: a convolution's are more).
+        """
+        specs = [job.spec for job in self.jobs]
+        n_models = len(self.jobs)
+        row = self.n_features + specs[0].target.n_outputs + 1  # X, y, weight
+        n_sets = len({job.data_key for job in self.jobs})
+        validation = sum(s.validation.n_samples for s in specs if s.validation)
         if self.closed_form:
-            n_params = sum(
+            widths = sum(self.widths[1:])
+        else:
+            params = self.jobs[0].module.parameters()
+            widths = sum(p.shape[0] for p in params if p.dim() >= 2)
+        numbers = (
+            (n_sets * self.n_rows + validation) * row
+            + n_models * self.n_rows
+            + 5 * n_models * self._n_params()
+            + 4 * n_models * self.batch_size * widths
+        )
+        return numbers * torch.empty((), dtype=self.dtype).element_size()
+
+    def _n_params(self):
+        """Each model's number of parameters in the stack (padded)."""
+        if self.closed_form:
+            return sum(
                 (fan_in + 1) * fan_out
                 for fan_in, fan_out in itertools.pairwise(self.widths)
             )
-        else:
-            n_params = sum(p.numel() for p in self.jobs[0].module.parameters())
-        return len(self.jobs) * self.n_rows * n_params
+        return sum(p.numel() for p in self.jobs[0].module.parameters())
 
     def run(self):
         """Train every job, setting its outcome.
@@ -276,15 +310,56 @@ class BatchedGroup:
 def plan_groups(members):
     """Group ``members``, ``(index, BatchedJob)`` pairs, into the runs that
     train together: models of one loop shape (:func:`_group_key`), large
-    groups split by width (:func:`_split_by_width`)."""
+    groups split by width (:func:`_split_by_width`) and memory
+    (:func:`_split_by_memory`)."""
     groups = defaultdict(list)
     for member in members:
         groups[_group_key(member[1])].append(member)
     return [
-        part
+        run
         for key, group in groups.items()
         for part in (_split_by_width(group) if key[0] == "mlp" else [group])
+        for run in _split_by_memory(part)
     ]
+
+
+def spread(groups, n_workers):
+    """Split the costliest of ``groups`` (lists of ``(index, BatchedJob)``)
+    so that none costs more than an even share of ``n_workers``; returns the
+    parts, costliest first.
+
+    A group's steps cost about as much for half of its models (they are
+    dispatch-bound), so two halves on two idle workers take half the time.
+    """
+
+    def cost(members):
+        return BatchedGroup([job for _, job in members]).cost()
+
+    share = sum(map(cost, groups)) / n_workers
+    parts = []
+    for members in groups:
+        n_parts = min(len(members), math.ceil(cost(members) / share))
+        parts += _split_evenly(members, n_parts)
+    return sorted(parts, key=cost, reverse=True)
+
+
+def _split_by_memory(members):
+    """Split a group whose :meth:`BatchedGroup.memory` exceeds
+    ``RUN_MAX_BYTES`` into runs that do not, fold by fold (a run then holds
+    fewer distinct training sets)."""
+    nbytes = BatchedGroup([job for _, job in members]).memory()
+    if nbytes <= RUN_MAX_BYTES:
+        return [members]
+    first_seen = {}
+    for _, job in members:
+        first_seen.setdefault(job.data_key, len(first_seen))
+    by_data = sorted(members, key=lambda member: first_seen[member[1].data_key])
+    return _split_evenly(by_data, min(len(members), -(-nbytes // RUN_MAX_BYTES)))
+
+
+def _split_evenly(members, n_parts):
+    size = -(-len(members) // n_parts)
+    return [members[i : i + size] for i in range(0, len(members), size)]
 
 
 def _split_by_width(members):
