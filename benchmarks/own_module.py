@@ -523,9 +523,9 @@ def bench_searches(quick, repeats, epochs=20):
 # The batched search's phases, timed in the diagnostic below where the
 # search still has them: (module, class or None, function, label).
 SEARCH_PHASES = (
-    ("_BatchedSearchMixin", "_prepare", "prepare"),
+    (None, "_prepare_all", "prepare"),
     (None, "train_groups", "batched training"),
-    ("_BatchedSearchMixin", "_score_group", "scoring"),
+    (None, "_score_job", "scoring"),
 )
 
 

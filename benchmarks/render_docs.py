@@ -36,6 +36,10 @@ SOURCES = {
         "results_regression.md",
         ["TorchMLPRegressor against MLPRegressor"],
     ),
+    "cluster_search.inc": (
+        "results_cluster_search.md",
+        ["Batched search over joblib workers", "What a task ships"],
+    ),
     "own_module.inc": (
         "results_own_module.md",
         [

@@ -7,6 +7,7 @@ gallery.
 """
 
 import doctest
+import importlib.util
 import os
 import re
 import shutil
@@ -181,6 +182,11 @@ TEARDOWN = {
 SKIP_BLOCKS = {
     ("user_guide/devices.rst", 1): torch.cuda.is_available()
     and "shows the error of a machine without a GPU",
+    ("user_guide/dask.rst", 3): (
+        importlib.util.find_spec("ray") is None
+        or importlib.util.find_spec("joblibspark") is None
+    )
+    and "needs ray and joblibspark (a Spark cluster)",
 }
 
 
