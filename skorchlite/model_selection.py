@@ -186,7 +186,7 @@ class _BatchedSearchMixin(BaseSearchCV):
 
         The batched groups are planned here; they train in this process when
         joblib has one worker (``n_jobs=None`` or 1 outside a
-        ``parallel_config``), each group a task of ``_train_and_score``
+        ``parallel_config``), each group (or part) a task of ``_group_task``
         otherwise, dispatched with the fallback fits through joblib
         (``n_jobs``, ``pre_dispatch``): loky, threads, dask, ray, spark.
         """
